@@ -1,0 +1,3 @@
+from convaudit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""The analysis engine: trace → shapes → costs → candidates → Analysis (plain data)."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import __version__
+from .costs import call_cost, conv_layers, layer_name, model_totals, op_summaries, uncosted
+from .crosscheck import fvcore_count
+from .errors import UsageError
+from .graph import build_graph, graph_view
+from .locate import definition_of
+from .records import Analysis, ConvLayer
+from .shapes import Call, FakeContext, propagate_fx, propagate_hooks
+from .trace import trace
+
+__all__ = ["analyze"]
+
+HOOKS_NOTE = (
+    "symbolic tracing failed ({reason}); shapes came from module hooks on a fake-tensor forward. "
+    "This path sees conv modules only: functional convolutions (F.conv*) are counted in the totals but not "
+    "listed, and the graph view is not available."
+)
+
+
+def analyze(
+    model: nn.Module,
+    example_inputs: Any = None,
+    example_kwargs: Mapping[str, Any] | None = None,
+    *,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    cross_check: bool = False,
+    rules: Mapping[Any, Any] | None = None,
+    shape_rules: Mapping[Any, Any] | None = None,
+    leaf_types: Sequence[type] = (),
+    graph: bool = True,
+    source: str | None = None,
+) -> Analysis:
+    """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
+
+    Args:
+        example_inputs: a tensor or a tuple of positional inputs (real or ``device="meta"``).
+        example_kwargs: keyword inputs of ``forward``.
+        input_shape: instead of ``example_inputs``: one shape, or a list of shapes (float32 inputs).
+        cross_check: also count with fvcore (runs a real forward; off by default to stay fast).
+        rules: per-call MAC rule overrides, ``{MyModule: rule, nn.Dropout: None}`` (None = ignore on purpose).
+        shape_rules: per-call shape rule overrides.
+        leaf_types: module types the tracer must not trace into.
+        graph: build the graph view.
+        source: how the model was named by the user (shown in reports).
+    Returns:
+        An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
+    """
+    args, kwargs = _inputs(example_inputs, example_kwargs, input_shape)
+    ctx = FakeContext()
+    fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)
+    try:
+        traced = trace(model, leaf_types)
+    except Exception as exc:  # any tracer failure (control flow, len() of a proxy, ...) takes the hook path
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        traced, note = None, HOOKS_NOTE.format(reason=reason[:160])
+    if traced is not None:
+        calls = propagate_fx(traced, fake_args, fake_kwargs, ctx, shape_rules)
+        path, note = "fx", None
+        extra_aten: list = []
+    else:
+        run = propagate_hooks(model, fake_args, fake_kwargs, ctx)
+        calls, path, extra_aten = run.conv_calls, "hooks", run.aten
+
+    locate = lambda name: definition_of(model, name)  # noqa: E731
+    layers = conv_layers(calls, model, locate)
+    if path == "fx":
+        costs = [call_cost(c, rules) for c in calls]
+        ops, total_macs, missing = op_summaries(calls, costs)
+    else:  # the recorder saw every aten op of the forward, convs included
+        costs, ops = [], []
+        total_macs = sum(op.macs for op in extra_aten)
+        missing = list(dict.fromkeys(uncosted(extra_aten, "forward")))
+    params = sum(p.numel() for p in model.parameters())
+    totals = model_totals(params, total_macs, layers)
+    view = _graph(traced.graph, calls, costs, layers) if graph and traced is not None else None
+    checked = None
+    if cross_check:
+        conv_names = [layer.name for layer in layers if layer.op == "module"]
+        checked = fvcore_count(model, args, kwargs, conv_names, _activation_bytes(calls))
+    warnings = [] if layers else ["the model has no convolutions: there is nothing to rewrite"]
+    return Analysis(
+        model=source or type(model).__name__,
+        model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+        input_shapes=tuple(tuple(a.shape) for a in _flat_tensors(args, kwargs)),
+        trace_path=path, trace_note=note, layers=tuple(layers), ops=tuple(ops), uncosted_ops=tuple(missing),
+        totals=totals, cross_check=checked, graph=view, environment=_environment(), warnings=tuple(warnings),
+    )  # fmt: skip
+
+
+def _inputs(example_inputs: Any, example_kwargs: Mapping[str, Any] | None, input_shape: Any) -> tuple[tuple, dict]:
+    """Normalise inputs to (args, kwargs); shapes become meta tensors (nothing is allocated)."""
+    if input_shape is not None:
+        if example_inputs is not None:
+            raise UsageError("give example_inputs or input_shape, not both")
+        shapes = [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape)
+        return tuple(torch.empty(tuple(s), device="meta") for s in shapes), dict(example_kwargs or {})
+    if example_inputs is None and not example_kwargs:
+        raise UsageError("no example inputs: pass example_inputs=... or input_shape=(1, 3, 224, 224)")
+    if isinstance(example_inputs, torch.Tensor):
+        args: tuple = (example_inputs,)
+    else:
+        args = tuple(example_inputs or ())
+    return args, dict(example_kwargs or {})
+
+
+def _flat_tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    flat = list(args) + list(kwargs.values())
+    return [t for t in flat if isinstance(t, torch.Tensor)]
+
+
+def _graph(graph: Any, calls: list[Call], costs: list, layers: list[ConvLayer]) -> Any:
+    names = {layer.name for layer in layers}
+    macs = {}
+    convs = {}
+    by_node = {c.node_name: (c, cost) for c, cost in zip(calls, costs)}
+    for node_name, (call, cost) in by_node.items():
+        macs[node_name] = cost[0]
+        if layer_name(call) in names:
+            convs[node_name] = layer_name(call)
+    return graph_view(build_graph(graph, macs, convs))
+
+
+def _activation_bytes(calls: list[Call]) -> int:
+    total = 0
+    for call in calls:
+        if isinstance(call.out, torch.Tensor):
+            total += call.out.numel() * call.out.element_size()
+    return total
+
+
+def _environment() -> dict[str, str]:
+    return {
+        "convaudit": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+

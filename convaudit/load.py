@@ -1,0 +1,275 @@
+"""Sources: a model.py, ``torchvision:NAME``, or a checkpoint holding a whole module.
+
+Loading a model file runs it, as pytest runs a test file. Loading a checkpoint must not run code:
+it is unpickled with ``weights_only=True``; the only globals let through are ``nn.Module``
+subclasses that are already importable, found by listing the pickle's globals *before* loading.
+Anything else (``os.system``, ``builtins.eval``, a function) refuses the file with one clear line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .errors import CheckpointError, ModelLoadError, UsageError
+from .locate import record_definitions
+
+__all__ = ["LoadedModel", "load", "parse_shape", "CHECKPOINT_SUFFIXES"]
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+DEFAULT_SHAPES = {1: (1, 1024), 2: (1, 224, 224), 3: (1, 16, 112, 112)}  # batch, spatial per conv rank
+
+
+@dataclass
+class LoadedModel:
+    """A model and the inputs to analyse it at."""
+
+    model: nn.Module
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    source: str
+    entry: str  #: what was built: "build_model()", "model", "Net()", "torchvision.models.resnet18", ...
+    notes: list[str] = field(default_factory=list)  #: e.g. a guessed input shape
+    namespace: dict[str, Any] = field(default_factory=dict)  #: the model file's globals (calibration_inputs, ...)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,3,224,224' or '1x3x224x224' → (1, 3, 224, 224); raises UsageError otherwise."""
+    parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise UsageError(f"--input-shape {text!r} is not a shape; write positive integers like 1,3,224,224")
+    return shape
+
+
+def load(spec: str, entry: str | None = None, input_shapes: Sequence[tuple[int, ...]] = ()) -> LoadedModel:
+    """Load a model from a path or ``torchvision:NAME``; ``input_shapes`` override its example inputs."""
+    if spec.startswith("torchvision:"):
+        loaded = _load_torchvision(spec.split(":", 1)[1])
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise UsageError(f"{spec}: no such file; give a model.py, a checkpoint (.pt/.pth) or torchvision:NAME")
+        if path.is_dir():
+            raise UsageError(f"{spec} is a directory; give a model.py or a checkpoint file inside it")
+        if path.suffix in CHECKPOINT_SUFFIXES:
+            loaded = _load_checkpoint(path)
+        else:
+            loaded = _load_python(path, entry)
+    if input_shapes:
+        loaded.args = tuple(torch.empty(s, device="meta") for s in input_shapes)
+        loaded.kwargs = {}
+        loaded.notes = [n for n in loaded.notes if "input shape" not in n]
+    elif not loaded.args and not loaded.kwargs:
+        loaded.args = (torch.empty(_guess_shape(loaded.model, spec), device="meta"),)
+        shape = ",".join(map(str, loaded.args[0].shape))
+        loaded.notes.append(f"input shape {shape} guessed from the first conv; pass --input-shape to set it")
+    return loaded
+
+
+# ---------------------------------------------------------------- model.py
+
+
+def _load_python(path: Path, entry: str | None) -> LoadedModel:
+    name = f"convaudit_user_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"{path}: not a Python file; give a model.py, a checkpoint (.pt/.pth) or torchvision:NAME")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        with record_definitions():
+            try:
+                spec.loader.exec_module(module)
+            except SyntaxError as exc:
+                raise ModelLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the file and run again") from exc
+            except Exception as exc:
+                raise ModelLoadError(f"{_user_frame(exc, path)}: {type(exc).__name__}: {exc} (while running {path.name})") from exc
+            model, what = _pick_entry(module, path, entry)
+        args, kwargs = _example_inputs(module, path)
+    finally:
+        sys.path.remove(str(path.parent.resolve()))
+    return LoadedModel(model, args, kwargs, str(path), what, namespace=vars(module))
+
+
+def _pick_entry(module: Any, path: Path, entry: str | None) -> tuple[nn.Module, str]:
+    if entry:
+        if not hasattr(module, entry):
+            names = _module_names(module, path)
+            hint = f" (it defines {', '.join(names)})" if names else ""
+            raise ModelLoadError(f"{path}: --entry {entry} not found{hint}")
+        return _build(getattr(module, entry), entry, path), entry
+    if callable(getattr(module, "build_model", None)):
+        return _build(module.build_model, "build_model", path), "build_model()"
+    if isinstance(getattr(module, "model", None), nn.Module):
+        return module.model, "model"
+    classes = [
+        obj for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__
+        and _no_required_args(obj)
+    ]  # fmt: skip
+    if len(classes) == 1:
+        return _build(classes[0], classes[0].__name__, path), f"{classes[0].__name__}()"
+    if not classes:
+        raise ModelLoadError(
+            f"{path} defines no nn.Module to analyse; add build_model() or a module-level `model`, or pass --entry NAME"
+        )
+    names = ", ".join(c.__name__ for c in classes)
+    raise ModelLoadError(f"{path} defines several nn.Module classes ({names}); pick one with --entry NAME")
+
+
+def _build(obj: Any, what: str, path: Path) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise ModelLoadError(f"{path}: {what} is neither an nn.Module nor callable; point --entry at a class or function")
+    try:
+        built = obj()
+    except Exception as exc:
+        raise ModelLoadError(f"{_user_frame(exc, path)}: {what}() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(built, nn.Module):
+        raise ModelLoadError(f"{path}: {what}() returned {type(built).__name__}, not an nn.Module")
+    return built
+
+
+def _example_inputs(module: Any, path: Path) -> tuple[tuple, dict]:
+    fn = getattr(module, "example_inputs", None)
+    if fn is None:
+        return (), {}
+    try:
+        value = fn() if callable(fn) else fn
+    except Exception as exc:
+        raise ModelLoadError(f"{_user_frame(exc, path)}: example_inputs() raised {type(exc).__name__}: {exc}") from exc
+    return split_inputs(value, f"{path}: example_inputs()")
+
+
+def split_inputs(value: Any, where: str) -> tuple[tuple, dict]:
+    """A tensor, a tuple of positional inputs, a dict of keyword inputs, or (tuple, dict)."""
+    if isinstance(value, torch.Tensor):
+        return (value,), {}
+    if isinstance(value, dict):
+        return (), dict(value)
+    if isinstance(value, (tuple, list)):
+        if len(value) == 2 and isinstance(value[0], (tuple, list)) and isinstance(value[1], dict):
+            return tuple(value[0]), dict(value[1])
+        return tuple(value), {}
+    raise ModelLoadError(f"{where} returned {type(value).__name__}; return a tensor, a tuple of inputs, a dict, or (args, kwargs)")
+
+
+def _no_required_args(cls: type) -> bool:
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+def _module_names(module: Any, path: Path) -> list[str]:
+    return sorted(
+        k for k, v in vars(module).items()
+        if not k.startswith("_") and (isinstance(v, nn.Module) or (inspect.isclass(v) and issubclass(v, nn.Module)
+                                                                  and v.__module__ == module.__name__)
+                                      or (inspect.isfunction(v) and v.__module__ == module.__name__))
+    )  # fmt: skip
+
+
+def _user_frame(exc: BaseException, path: Path) -> str:
+    """'model.py:12' for the deepest traceback frame inside the user's file."""
+    where = str(path)
+    resolved = str(path.resolve())
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if str(Path(frame.filename).resolve()) == resolved:
+            where = f"{path}:{frame.lineno}"
+    return where
+
+
+# ---------------------------------------------------------------- torchvision
+
+
+def _load_torchvision(name: str) -> LoadedModel:
+    try:
+        import torchvision.models as tvm
+    except ImportError as exc:
+        raise ModelLoadError(f"torchvision:{name} needs torchvision; pip install torchvision") from exc
+    available = tvm.list_models()
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
+        raise ModelLoadError(f"torchvision:{name}: no such torchvision model{hint}")
+    with record_definitions():
+        model = tvm.get_model(name, weights=None)
+    video = name in tvm.list_models(module=tvm.video)
+    shape = (1, 3, 16, 112, 112) if video else (1, 3, 224, 224)
+    return LoadedModel(model, (torch.empty(shape, device="meta"),), {}, f"torchvision:{name}", f"torchvision.models.{name}")
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _load_checkpoint(path: Path) -> LoadedModel:
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc}); save it with torch.save") from exc
+    allowed = []
+    for qualname in unsafe:
+        obj = _resolve_module_class(qualname)
+        if obj is None:
+            raise CheckpointError(
+                f"{path}: refused: unpickling it would call {qualname}, which is not an importable nn.Module class; "
+                "only load checkpoints you trust, and prefer saving a state_dict"
+            )
+        allowed.append(obj)
+    try:
+        with torch.serialization.safe_globals(allowed):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        line = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: refused by weights_only loading: {line}") from exc
+    if isinstance(obj, nn.Module):
+        return LoadedModel(obj, (), {}, str(path), type(obj).__name__)
+    kind = "a state_dict" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+    raise CheckpointError(
+        f"{path} holds {kind}, not a whole module; build the model in a model.py (build_model() may load these weights) and pass that"
+    )
+
+
+def _resolve_module_class(qualname: str) -> type | None:
+    """The class a pickle global names, if it is an already-importable nn.Module subclass."""
+    module_name, _, attr = qualname.rpartition(".")
+    if not module_name or module_name == "__main__":
+        return None
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return None
+    return obj if inspect.isclass(obj) and issubclass(obj, nn.Module) else None
+
+
+def _guess_shape(model: nn.Module, spec: str) -> tuple[int, ...]:
+    from torch.nn.modules.conv import _ConvNd
+
+    for m in model.modules():
+        if isinstance(m, _ConvNd):
+            batch, *spatial = DEFAULT_SHAPES[len(m.kernel_size)]
+            return (batch, m.in_channels, *spatial)
+        if isinstance(m, nn.Linear):
+            return (1, m.in_features)
+    raise UsageError(f"{spec}: cannot guess an input shape (no conv or linear layer); pass --input-shape")

@@ -1,0 +1,82 @@
+"""Where a layer is defined: the file:line of the statement that created it.
+
+While convaudit loads a model it records, through PyTorch's *global* module-registration hook, the
+first stack frame outside torch for each submodule assignment (``self.conv1 = nn.Conv2d(...)``).
+Nothing is attached to the modules themselves; the table is weak, so it holds no model alive.
+For models built elsewhere, the parent class's source is searched for ``self.<name> =``.
+"""
+
+from __future__ import annotations
+
+import functools
+import linecache
+import os
+import re
+import sys
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch.nn as nn
+
+__all__ = ["record_definitions", "definition_of"]
+
+_DEFINED: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+_TORCH = os.sep + "torch" + os.sep
+_SKIP = (_TORCH, os.sep + "convaudit" + os.sep, "<frozen ", os.sep + "importlib" + os.sep)
+
+
+@contextmanager
+def record_definitions() -> Iterator[None]:
+    """Record the defining file:line of every submodule registered inside the block."""
+
+    def hook(parent: nn.Module, name: str, submodule: nn.Module | None) -> None:
+        if submodule is None or submodule in _DEFINED:
+            return
+        frame = sys._getframe(1)
+        while frame is not None:
+            path = frame.f_code.co_filename
+            if not any(part in path for part in _SKIP):
+                _DEFINED[submodule] = f"{path}:{frame.f_lineno}"
+                return
+            frame = frame.f_back  # type: ignore[assignment]
+
+    handle = nn.modules.module.register_module_module_registration_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def definition_of(root: nn.Module, qualified_name: str) -> str | None:
+    """file:line where ``root.<qualified_name>`` was created, if it can be told."""
+    try:
+        module = root.get_submodule(qualified_name)
+    except AttributeError:
+        return None
+    if module in _DEFINED:
+        return _DEFINED[module]
+    parent_name, _, attr = qualified_name.rpartition(".")
+    try:
+        parent = root.get_submodule(parent_name)
+    except AttributeError:
+        return None
+    found = _assignment_in_init(type(parent), attr)
+    if parent_name and (found is None or _TORCH in found):  # e.g. inside an nn.Sequential: where was that made?
+        return definition_of(root, parent_name) or found
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _assignment_in_init(cls: type, attr: str) -> str | None:
+    """file:line of ``self.<attr> =`` in ``cls.__init__`` (cheap: code object line table, no AST parse)."""
+    init = getattr(cls.__init__, "__code__", None)
+    if init is None:
+        return None
+    path = init.co_filename
+    last = max((line for _, _, line in init.co_lines() if line is not None), default=init.co_firstlineno)
+    pattern = re.compile(rf"self\.{re.escape(attr)}\s*(:[^=]*)?=")
+    for lineno in range(init.co_firstlineno, last + 1):
+        if pattern.search(linecache.getline(path, lineno)):
+            return f"{path}:{lineno}"
+    return f"{path}:{init.co_firstlineno}"

@@ -1,0 +1,238 @@
+"""Plain records handed from stage to stage and consumed by the renderers.
+
+Nothing here imports torch: JSON, text, Markdown and HTML renderers work from these records alone.
+Units are in every field name: ``params``, ``macs``, ``flops`` (= 2·macs, only where labelled),
+``bytes``, ``seconds``. ``Analysis.to_dict()`` is the versioned JSON document (see docs/schema.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SeparableCost",
+    "Separable",
+    "ConvLayer",
+    "OpSummary",
+    "Totals",
+    "CrossCheck",
+    "GraphNode",
+    "GraphView",
+    "Analysis",
+]
+
+#: Bumped on any change a JSON consumer could notice: major for removals/renames, minor for additions.
+SCHEMA_VERSION = "1.0"
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SeparableCost:
+    """Predicted cost of one separable replacement of a conv (all calls summed for MACs and bytes)."""
+
+    order: str  #: "dw_pw" (depthwise then pointwise) or "pw_dw" (pointwise then depthwise, BSConv-U)
+    multiplier: int  #: channel multiplier m of the depthwise part (1 for pw_dw)
+    params: int
+    macs: int
+    bytes: int  #: inputs + weights + outputs of both parts, intermediate tensor written and read
+    dw_params: int
+    pw_params: int
+    dw_macs: int
+    pw_macs: int
+    params_ratio: float  #: params / original params
+    macs_ratio: float  #: macs / original macs
+    formula: str  #: the MAC formula, for the reader
+
+
+@dataclass(frozen=True)
+class Separable:
+    """The separable alternatives of one candidate conv."""
+
+    dw_pw: SeparableCost  #: m = 1, the cheapest depthwise→pointwise form
+    pw_dw: SeparableCost  #: pointwise at input resolution, then depthwise with the conv's stride
+    dw_pw_exact: SeparableCost  #: m = min(Cout/g·..., kh·kw): reproduces the conv exactly (SVD)
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One convolution (a module, or a functional call), with its cost over all its calls."""
+
+    name: str  #: qualified module name, or the fx node name for a functional conv
+    op: str  #: "module" or "functional"
+    type: str  #: e.g. "torch.nn.Conv2d", "torch.nn.functional.conv2d", "mypkg.SameConv2d"
+    kind: str  #: standard | grouped | depthwise | pointwise | transposed | custom
+    candidate: bool
+    skip_reason: str | None
+    source: str | None  #: "file:line" where the layer is defined, when known
+    dims: int  #: 1, 2 or 3
+    in_channels: int
+    out_channels: int
+    input_shape: Shape  #: of the first call
+    output_shape: Shape  #: of the first call
+    kernel_size: Shape
+    stride: Shape
+    padding: Shape | str
+    dilation: Shape
+    groups: int
+    bias: bool
+    padding_mode: str
+    dtype: str
+    calls: int  #: times the conv runs in one forward
+    params: int  #: counted once, however many calls
+    macs: int  #: summed over calls; bias additions are not MACs
+    flops: int  #: 2·macs
+    bytes: int  #: inputs + weights + outputs, summed over calls, at the tensors' dtypes
+    arithmetic_intensity: float  #: flops per byte
+    separable: Separable | None  #: for candidates only
+
+
+@dataclass(frozen=True)
+class OpSummary:
+    """Non-conv ops of one type, aggregated."""
+
+    op: str  #: module type or function name
+    category: str  #: "linear algebra" | "normalization" | "pooling" | "elementwise" | "data movement" | ...
+    count: int
+    macs: int
+    params: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Whole-model totals; ``macs`` covers every costed op, not only convs."""
+
+    params: int
+    macs: int
+    flops: int  #: 2·macs
+    conv_params: int
+    conv_macs: int
+    conv_macs_share: float  #: conv_macs / macs
+    candidates: int
+    candidate_params: int
+    candidate_macs: int
+    params_after: int  #: predicted, every candidate converted depthwise→pointwise at m = 1
+    macs_after: int  #: predicted, same conversion
+    params_after_ratio: float
+    macs_after_ratio: float
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """An independent count by another tool, shown beside ours."""
+
+    tool: str  #: "fvcore"
+    version: str | None
+    macs: int | None  #: fvcore's total ("flops" in its API, which are MACs), incl. its norm/pool estimates
+    conv_macs: int | None  #: fvcore's count for the conv modules we list, by the same names
+    skipped: str | None  #: why no count was taken
+    unsupported_ops: dict[str, int] = field(default_factory=dict)  #: ops fvcore skipped, with counts
+    seconds: float | None = None
+    macs_same_ops: int | None = None  #: fvcore's count of the contraction ops our MACs cover
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One node of the traced graph, laid out for the report's graph view."""
+
+    id: str
+    op: str  #: placeholder | call_module | call_function | call_method | get_attr | output
+    label: str
+    macs: int
+    conv: str | None  #: name of the ConvLayer this node calls, if any
+    depth: int  #: longest path from an input (column of the layered layout)
+    lane: int  #: position among nodes of the same depth
+
+
+@dataclass(frozen=True)
+class GraphView:
+    """The traced graph (built with networkx): nodes with layout, edges as (src, dst) ids."""
+
+    nodes: tuple[GraphNode, ...]
+    edges: tuple[tuple[str, str], ...]
+    truncated: bool = False  #: true when the graph was too large to draw in full
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything ``convaudit report`` knows about one model at one input size."""
+
+    model: str  #: the source as given (path, torchvision:NAME, checkpoint, or class name)
+    model_class: str
+    input_shapes: tuple[Shape, ...]
+    trace_path: str  #: "fx" (symbolic trace) or "hooks" (module hooks on a fake-tensor forward)
+    trace_note: str | None  #: what the path used cannot see
+    layers: tuple[ConvLayer, ...]
+    ops: tuple[OpSummary, ...]
+    uncosted_ops: tuple[str, ...]  #: ops that ran but have no cost rule (their MACs are not in totals)
+    totals: Totals
+    cross_check: CrossCheck | None
+    graph: GraphView | None
+    environment: dict[str, str]
+    warnings: tuple[str, ...] = ()
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def candidates(self) -> tuple[ConvLayer, ...]:
+        """The convs a depthwise-separable rewrite applies to."""
+        return tuple(layer for layer in self.layers if layer.candidate)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document: plain dicts, lists, numbers and strings."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Analysis:
+        """Rebuild an Analysis from ``to_dict()`` output (for renderers working from saved JSON)."""
+        layers = tuple(_layer_from_dict(d) for d in data["layers"])
+        graph = data.get("graph")
+        cross = data.get("cross_check")
+        return cls(
+            model=data["model"],
+            model_class=data["model_class"],
+            input_shapes=tuple(tuple(s) for s in data["input_shapes"]),
+            trace_path=data["trace_path"],
+            trace_note=data.get("trace_note"),
+            layers=layers,
+            ops=tuple(OpSummary(**d) for d in data["ops"]),
+            uncosted_ops=tuple(data["uncosted_ops"]),
+            totals=Totals(**data["totals"]),
+            cross_check=CrossCheck(**cross) if cross else None,
+            graph=GraphView(
+                nodes=tuple(GraphNode(**n) for n in graph["nodes"]),
+                edges=tuple(tuple(e) for e in graph["edges"]),  # type: ignore[misc]
+                truncated=graph.get("truncated", False),
+            )
+            if graph
+            else None,
+            environment=dict(data["environment"]),
+            warnings=tuple(data.get("warnings", ())),
+            schema_version=data["schema_version"],
+        )
+
+
+_SHAPE_FIELDS = ("input_shape", "output_shape", "kernel_size", "stride", "dilation")
+
+
+def _layer_from_dict(d: dict[str, Any]) -> ConvLayer:
+    d = dict(d)
+    for key in _SHAPE_FIELDS:
+        d[key] = tuple(d[key])
+    if not isinstance(d["padding"], str):
+        d["padding"] = tuple(d["padding"])
+    sep = d.get("separable")
+    if sep:
+        d["separable"] = Separable(**{k: SeparableCost(**v) for k, v in sep.items()})
+    return ConvLayer(**d)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so the dict is exactly what ``json.loads`` gives back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
