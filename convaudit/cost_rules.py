@@ -39,6 +39,10 @@ __all__ = [
     "exact_multiplier",
     "linear_macs",
     "matmul_macs",
+    "aten_is_zero_mac",
+    "functional_conv_args",
+    "SeparableFigures",
+    "CONV_FUNCTIONS",
 ]
 
 Shape = tuple[int, ...]
@@ -388,4 +392,6 @@ def aten_is_zero_mac(op: Any) -> bool:
     packet = getattr(op, "overloadpacket", op)
     name = getattr(packet, "__name__", str(packet)).split(".")[-1]
     tags = getattr(op, "tags", ())
+    if getattr(op, "namespace", "aten") == "prim":  # prim.device, prim.layout: metadata queries
+        return True
     return name in ZERO_MAC_ATEN or torch.Tag.pointwise in tags or getattr(op, "is_view", False)

@@ -33,27 +33,30 @@ def fvcore_count(
 ) -> CrossCheck:
     """fvcore's total, its count of the same contraction ops, and its count for our conv modules."""
     try:
-        import fvcore
-        from fvcore.nn import FlopCountAnalysis
+        with warnings.catch_warnings():  # fvcore's import touches deprecated torch.jit APIs
+            warnings.simplefilter("ignore")
+            import fvcore
+            from fvcore.nn import FlopCountAnalysis
     except ImportError:
-        return CrossCheck("fvcore", None, None, None, None, skipped="fvcore is not installed (pip install fvcore)")
+        return _skipped(None, "fvcore is not installed (pip install fvcore)")
     version = getattr(fvcore, "__version__", None)
     if activation_bytes > MAX_FORWARD_BYTES:
         reason = (
             f"a real forward would move ~{activation_bytes / 1024**3:.1f} GiB of activations "
             f"(limit {MAX_FORWARD_BYTES / 1024**3:.0f} GiB); our counts need no forward"
         )
-        return CrossCheck("fvcore", version, None, None, None, skipped=reason)
-    if kwargs:
-        return CrossCheck("fvcore", version, None, None, None, skipped="fvcore cannot pass keyword inputs")
+        return _skipped(version, reason)
     real = tree_map(_materialize, tuple(args))
+    target, prefix = model, ""
+    if kwargs:  # fvcore passes positional inputs only: bind the keyword ones in a wrapper (not a change to the model)
+        target, prefix = _BoundKwargs(model, tree_map(_materialize, dict(kwargs))), "model."
     saved = {name: b.detach().clone() for name, b in model.named_buffers()}
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             logging.getLogger("fvcore").setLevel(logging.ERROR)
-            fca = FlopCountAnalysis(model, real)
+            fca = FlopCountAnalysis(target, real)
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
             total = int(fca.total())
             by_op = fca.by_operator()
@@ -61,18 +64,32 @@ def fvcore_count(
             unsupported = dict(fca.unsupported_ops())
     except Exception as exc:  # fvcore's jit trace fails on some models; say so, do not fail the report
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return CrossCheck("fvcore", version, None, None, None, skipped=f"fvcore failed: {line[:200]}")
+        return _skipped(version, f"fvcore failed: {line[:200]}")
     finally:
         with torch.no_grad():
             for name, b in model.named_buffers():
                 if name in saved:
                     b.copy_(saved[name])
     comparable = sum(int(v) for k, v in by_op.items() if k in CONTRACTION_OPS)
-    conv = sum(int(by_module.get(name, 0)) for name in conv_names)
+    conv = sum(int(by_module.get(prefix + name, 0)) for name in conv_names)
     return CrossCheck(
         "fvcore", version, macs=total, conv_macs=conv, skipped=None, unsupported_ops=unsupported,
         seconds=time.perf_counter() - start, macs_same_ops=comparable,
     )  # fmt: skip
+
+
+class _BoundKwargs(nn.Module):
+    def __init__(self, model: nn.Module, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.kwargs = kwargs
+
+    def forward(self, *args: Any) -> Any:
+        return self.model(*args, **self.kwargs)
+
+
+def _skipped(version: str | None, reason: str) -> CrossCheck:
+    return CrossCheck("fvcore", version, macs=None, conv_macs=None, skipped=reason)
 
 
 def _materialize(t: Any) -> Any:

@@ -85,7 +85,7 @@ def load(spec: str, entry: str | None = None, input_shapes: Sequence[tuple[int, 
 
 
 def _load_python(path: Path, entry: str | None) -> LoadedModel:
-    name = f"convaudit_user_{abs(hash(str(path.resolve())))}"
+    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else f"_convaudit_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"{path}: not a Python file; give a model.py, a checkpoint (.pt/.pth) or torchvision:NAME")

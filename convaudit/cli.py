@@ -1,0 +1,103 @@
+"""Command line: ``convaudit report SOURCE``.
+
+Exit codes (defined in :mod:`convaudit.errors`): 0 ok (a model without convs is reported, exit 0) ·
+1 analysis, trace or load failure · 2 usage error (bad option, missing file, existing output) ·
+3 a budget check failed. Errors are one line; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import EXIT_FAILURE, EXIT_OK, ConvauditError, UsageError
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs)."""
+    parser = argparse.ArgumentParser(
+        prog="convaudit",
+        description="Find every k×k convolution in a PyTorch model, cost it, and say what a depthwise-separable rewrite would save.",
+        epilog="Exit codes: 0 ok · 1 load/trace/analysis failure · 2 usage error · 3 budget check failed.",
+    )
+    parser.add_argument("--version", action="version", version=f"convaudit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    report = sub.add_parser("report", help="analyse a model and write a report (HTML by default)")
+    report.add_argument("source", help="model.py, a checkpoint (.pt/.pth) holding a module, or torchvision:NAME")
+    report.add_argument("-o", "--output", help="output file (default report.<format>; '-' for stdout)")
+    report.add_argument("--format", choices=["html", "json", "text", "markdown"], help="default: from -o's suffix, else html")
+    report.add_argument("--entry", help="name of the function, class or module in model.py to analyse")
+    report.add_argument(
+        "--input-shape", action="append", default=[], metavar="SHAPE",
+        help="input shape like 1,3,224,224; repeat for several inputs (overrides example_inputs())",
+    )  # fmt: skip
+    report.add_argument("--no-cross-check", action="store_true", help="skip fvcore's independent count (a real forward)")
+    report.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    report.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    report.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``convaudit`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _report(args)
+    except ConvauditError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"convaudit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("convaudit: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug of ours: one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"convaudit: internal error: {type(exc).__name__}: {first} (rerun with --debug and report it)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+    from .formats import SUFFIXES, render
+    from .formats.text import terminal_summary
+    from .load import load, parse_shape
+    from .output import write_atomic
+
+    fmt = args.format or (SUFFIXES.get(Path(args.output).suffix.lower()) if args.output and args.output != "-" else None) or "html"
+    if args.output and args.output != "-" and args.format and Path(args.output).suffix.lower() in SUFFIXES:
+        if SUFFIXES[Path(args.output).suffix.lower()] != fmt:
+            raise UsageError(f"-o {args.output} looks like {SUFFIXES[Path(args.output).suffix.lower()]}, but --format is {fmt}")
+    output = args.output or f"report.{ {'markdown': 'md', 'text': 'txt'}.get(fmt, fmt) }"
+    if output != "-" and Path(output).exists() and not args.force:
+        raise UsageError(f"{output} already exists; pass --force to overwrite it or choose another -o path")
+    shapes = [parse_shape(s) for s in args.input_shape]
+    loaded = load(args.source, entry=args.entry, input_shapes=shapes)
+    analysis = analyze(
+        loaded.model, loaded.args, loaded.kwargs, cross_check=not args.no_cross_check, source=loaded.source,
+    )  # fmt: skip
+    if loaded.notes:
+        from dataclasses import replace
+
+        analysis = replace(analysis, warnings=tuple(loaded.notes) + analysis.warnings)
+    text = render(analysis, fmt)
+    if output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    written = write_atomic(output, text, force=args.force)
+    if not args.quiet:
+        print(terminal_summary(analysis))
+        print(f"wrote {written} ({fmt})")
+    return EXIT_OK
+
+
+

@@ -1,0 +1,93 @@
+"""Number and path formatting shared by every renderer (no torch here: renderers read records only)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..records import Analysis, ConvLayer
+
+__all__ = ["count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel"]
+
+
+def count(n: int | None) -> str:
+    """36864 → '36,864'; None → '—'."""
+    return "—" if n is None else f"{int(n):,}"
+
+
+def si(n: float | None, unit: str = "") -> str:
+    """4089184256 → '4.09 G' (+unit); exact figures live in the JSON."""
+    if n is None:
+        return "—"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f} {prefix}{unit}".rstrip()
+    return f"{int(n)} {unit}".rstrip()
+
+
+def ratio(r: float | None) -> str:
+    """0.12673 → '0.127×'."""
+    return "—" if r is None else f"{r:.3f}×"
+
+
+def shape(s: Any) -> str:
+    """(1, 64, 56, 56) → '1×64×56×56'; a string padding mode stays as is."""
+    if isinstance(s, str):
+        return s
+    return "×".join(str(d) for d in s)
+
+
+def kernel(layer: ConvLayer) -> str:
+    """'3×3 /2' style kernel summary with stride when not 1."""
+    text = shape(layer.kernel_size)
+    if any(s != 1 for s in layer.stride):
+        text += f" /{shape(layer.stride)}"
+    return text
+
+
+def where(source: str | None) -> str:
+    """A source location relative to the working directory when it lies under it."""
+    if not source:
+        return ""
+    path, _, line = source.rpartition(":")
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        rel = path
+    shown = rel if not rel.startswith("..") else path
+    return f"{shown}:{line}"
+
+
+def costliest(analysis: Analysis, n: int = 10) -> list[ConvLayer]:
+    """Candidates ordered by the MACs a depthwise→pointwise rewrite (m = 1) would save."""
+    cands = [layer for layer in analysis.layers if layer.candidate and layer.separable]
+    cands.sort(key=lambda layer: layer.macs - layer.separable.dw_pw.macs, reverse=True)  # type: ignore[union-attr]
+    return cands[:n]
+
+
+def summary_lines(analysis: Analysis) -> list[str]:
+    """The headline figures, one per line, units named."""
+    t = analysis.totals
+    lines = [
+        f"model: {analysis.model} ({analysis.model_class}), inputs {', '.join(shape(s) for s in analysis.input_shapes)}",
+        f"traced with: {analysis.trace_path}" + (f" — {analysis.trace_note}" if analysis.trace_note else ""),
+        f"params: {count(t.params)} · MACs: {count(t.macs)} ({si(t.macs)}; FLOPs = 2·MACs = {si(t.flops)})",
+        f"convolutions: {len(analysis.layers)} ({t.candidates} candidates) · {t.conv_macs_share:.1%} of MACs",
+        f"predicted after converting all candidates (depthwise→pointwise, m=1): params {count(t.params_after)} "
+        f"({ratio(t.params_after_ratio)}), MACs {count(t.macs_after)} ({ratio(t.macs_after_ratio)})",
+    ]
+    c = analysis.cross_check
+    if c is not None:
+        if c.skipped:
+            lines.append(f"cross-check ({c.tool}): skipped — {c.skipped}")
+        else:
+            same = "matches" if c.macs_same_ops == t.macs else f"differs by {count((c.macs_same_ops or 0) - t.macs)}"
+            lines.append(
+                f"cross-check ({c.tool} {c.version or ''}): same ops {count(c.macs_same_ops)} MACs ({same}); "
+                f"its total incl. norm/pool estimates {count(c.macs)}"
+            )
+    if analysis.uncosted_ops:
+        lines.append(f"not costed ({len(analysis.uncosted_ops)}): {', '.join(analysis.uncosted_ops[:8])}"
+                     + (" …" if len(analysis.uncosted_ops) > 8 else ""))  # fmt: skip
+    lines.extend(f"note: {w}" for w in analysis.warnings)
+    return lines

@@ -1,0 +1,56 @@
+"""Plain text: the summary, then one line per conv; also the short terminal summary of the CLI."""
+
+from __future__ import annotations
+
+from ..records import Analysis, ConvLayer
+from .common import costliest, count, kernel, ratio, shape, summary_lines, where
+
+__all__ = ["render_text", "terminal_summary"]
+
+_HEADER = (
+    f"{'layer':<36} {'kind':<11} {'kernel':<9} {'in → out':<28} {'params':>11} {'MACs':>15} "
+    f"{'DW+PW params (m=1)':>22} {'DW→PW MACs':>15} {'ratio':>7}"
+)
+
+
+def _row(layer: ConvLayer) -> str:
+    sep = layer.separable
+    alt = count(sep.dw_pw.macs) if sep else "—"
+    parts = f"{count(sep.dw_pw.dw_params)} + {count(sep.dw_pw.pw_params)} = {count(sep.dw_pw.params)}" if sep else "—"
+    r = ratio(sep.dw_pw.macs_ratio) if sep else ""
+    io = f"{shape(layer.input_shape)} → {shape(layer.output_shape)}"
+    name = layer.name if len(layer.name) <= 36 else "…" + layer.name[-35:]
+    return f"{name:<36} {layer.kind:<11} {kernel(layer):<9} {io:<28} {count(layer.params):>11} {count(layer.macs):>15} {parts:>22} {alt:>15} {r:>7}"
+
+
+def render_text(analysis: Analysis) -> str:
+    """Full text report: summary, every conv, skip reasons."""
+    lines = summary_lines(analysis) + [""]
+    if not analysis.layers:
+        lines.append("No convolutions found.")
+        return "\n".join(lines) + "\n"
+    lines += [_HEADER, "-" * len(_HEADER)]
+    lines += [_row(layer) for layer in analysis.layers]
+    skipped = [layer for layer in analysis.layers if not layer.candidate]
+    if skipped:
+        lines += ["", "Not candidates:"]
+        lines += [f"  {layer.name}: {layer.skip_reason}" for layer in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def terminal_summary(analysis: Analysis, n: int = 5) -> str:
+    """A few lines for the terminal: headline figures and the costliest candidates."""
+    lines = summary_lines(analysis)
+    top = costliest(analysis, n)
+    if top:
+        lines.append("costliest candidates (MACs saved by depthwise→pointwise, m=1):")
+        for layer in top:
+            sep = layer.separable
+            if sep is None:
+                continue
+            loc = f"  [{where(layer.source)}]" if layer.source else ""
+            lines.append(
+                f"  {layer.name}: {count(layer.macs)} → {count(sep.dw_pw.macs)} MACs ({ratio(sep.dw_pw.macs_ratio)}), "
+                f"params {count(layer.params)} → {count(sep.dw_pw.params)}{loc}"
+            )
+    return "\n".join(lines)

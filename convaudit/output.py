@@ -1,0 +1,32 @@
+"""Writing output files: atomically, and never over an existing file without ``force``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import OutputExistsError, UsageError
+
+__all__ = ["write_atomic"]
+
+
+def write_atomic(path: str | os.PathLike[str], text: str, force: bool = False) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and an atomic rename."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} already exists; pass --force to overwrite it or choose another -o path")
+    if target.exists() and target.is_dir():
+        raise UsageError(f"{target} is a directory; give a file name for -o")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{parent}: no such directory for -o {target}; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
