@@ -166,6 +166,8 @@ def _conv_transpose_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
         (i - 1) * s - 2 * p + d * (k - 1) + op + 1
         for i, k, s, p, d, op in zip(spatial, m.kernel_size, m.stride, m.padding, m.dilation, m.output_padding)
     )
+    if any(o <= 0 for o in out):
+        raise ShapeMismatch(f"input size {spatial} gives a non-positive output size {out}")
     return lead[:-1] + (m.out_channels,) + out
 
 
