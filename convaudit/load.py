@@ -12,6 +12,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -46,11 +47,8 @@ class LoadedModel:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """'1,3,224,224' or '1x3x224x224' → (1, 3, 224, 224); raises UsageError otherwise."""
-    parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
+    compact = text.replace(" ", "")
+    shape = tuple(int(p) for p in re.split(r"[,x×]", compact)) if re.fullmatch(r"\d+([,x×]\d+)*", compact) else ()
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"--input-shape {text!r} is not a shape; write positive integers like 1,3,224,224")
     return shape
@@ -229,6 +227,11 @@ def _load_checkpoint(path: Path) -> LoadedModel:
     allowed = []
     for qualname in unsafe:
         obj = _resolve_module_class(qualname)
+        if obj is None and qualname.startswith("__main__."):
+            raise CheckpointError(
+                f"{path}: pickles {qualname}, a class of the script that saved it, which cannot be imported here; "
+                "save model.state_dict() instead and load it in a model.py's build_model()"
+            )
         if obj is None:
             raise CheckpointError(
                 f"{path}: refused: unpickling it would call {qualname}, which is not an importable nn.Module class; "

@@ -1,0 +1,143 @@
+"""The command line as a user meets it: exit codes, one-line errors, outputs, --force, --debug."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convaudit.cli import main
+from convaudit.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = ROOT / "tests" / "fixtures" / "bad"
+EXAMPLES = ROOT / "examples"
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "convaudit", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("convaudit: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,code,pattern",
+    [
+        (["report", "nope.py"], EXIT_USAGE, "nope.py: no such file"),
+        (["report", str(BAD / "syntax_error.py")], EXIT_FAILURE, "syntax_error.py:3: syntax error"),
+        (["report", str(BAD / "raises.py")], EXIT_FAILURE, "build_model() raised RuntimeError: weights file missing"),
+        (["report", str(BAD / "no_module.py")], EXIT_FAILURE, "defines no nn.Module"),
+        (["report", str(BAD / "several.py")], EXIT_FAILURE, "pick one with --entry NAME"),
+        (["report", str(EXAMPLES / "small_cnn.py"), "--input-shape", "1,4,32,32"], EXIT_FAILURE,
+         "shapes stop matching at 'stem' (Conv2d; input (1, 4, 32, 32)): expects 3 input channels, got 4"),
+        (["report", str(EXAMPLES / "small_cnn.py"), "--input-shape", "1,3,x"], EXIT_USAGE, "is not a shape"),
+        (["report", "torchvision:resnet5O"], EXIT_FAILURE, "did you mean resnet50"),
+    ],
+)  # fmt: skip
+def test_bad_input_one_line_and_exit_code(tmp_path: Path, capsys, args: list, code: int, pattern: str) -> None:
+    assert main([*args, "-o", str(tmp_path / "r.json")]) == code
+    line = one_line_error(capsys.readouterr().err)
+    assert pattern in line
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_traceback_only_with_debug(tmp_path: Path) -> None:
+    plain = run("report", str(BAD / "raises.py"), cwd=tmp_path)
+    assert plain.returncode == EXIT_FAILURE and "Traceback" not in plain.stderr
+    one_line_error(plain.stderr)
+    debug = run("report", str(BAD / "raises.py"), "--debug", cwd=tmp_path)
+    assert debug.returncode == EXIT_FAILURE and "Traceback" in debug.stderr
+
+
+def test_malicious_checkpoint(tmp_path: Path, capsys) -> None:
+    import os
+
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save(Evil(), tmp_path / "evil.pt")
+    assert main(["report", str(tmp_path / "evil.pt"), "-o", str(tmp_path / "r.json")]) == EXIT_FAILURE
+    assert "refused" in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_model_without_convs_exits_zero(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.txt"
+    assert main(["report", str(BAD / "no_conv.py"), "-o", str(out), "--no-cross-check"]) == EXIT_OK
+    assert "No convolutions found." in out.read_text()
+    assert "no convolutions" in capsys.readouterr().out
+
+
+def test_json_output_and_refusal_to_overwrite(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "report.json"
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out)]) == EXIT_OK
+    doc = json.loads(out.read_text())
+    assert doc["schema_version"] and doc["totals"]["macs"] > 0
+    conv64 = next(layer for layer in doc["layers"] if layer["name"] == "conv64")
+    assert (conv64["params"], conv64["separable"]["dw_pw"]["params"]) == (36_864, 4_672)
+    assert doc["cross_check"]["macs_same_ops"] == doc["totals"]["macs"]
+    printed = capsys.readouterr().out
+    assert "costliest candidates" in printed and "wrote" in printed
+
+    out.write_text("keep me")
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out)]) == EXIT_USAGE
+    assert "already exists; pass --force" in one_line_error(capsys.readouterr().err)
+    assert out.read_text() == "keep me"
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out), "--force", "-q"]) == EXIT_OK
+    assert json.loads(out.read_text())["model"].endswith("small_cnn.py")
+    assert capsys.readouterr().out == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary files left
+
+
+def test_stdout_and_formats(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "--format", "text", "-o", "-", "--no-cross-check"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "576 + 4,096 = 4,672" in out and "0.127×" in out and "2,304 + 65,536 = 67,840" in out
+
+
+def test_format_and_suffix_disagree(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "--format", "json", "-o", str(tmp_path / "r.html")]) == EXIT_USAGE
+    one_line_error(capsys.readouterr().err)
+
+
+def test_default_output_is_html(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(EXAMPLES / "residual_net.py"), "-q"]) == EXIT_OK
+    html = (tmp_path / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html")
+
+
+def test_html_escapes_model_names(tmp_path: Path) -> None:
+    model_py = tmp_path / "evil_names.py"
+    model_py.write_text(
+        "import torch, torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self._modules['<script>alert(1)</script>'] = nn.Conv2d(3, 8, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self._modules['<script>alert(1)</script>'](x)\n"
+        "def example_inputs():\n"
+        "    return (torch.randn(1, 3, 16, 16),)\n"
+    )
+    assert main(["report", str(model_py), "-o", str(tmp_path / "r.html"), "-q"]) == EXIT_OK
+    html = (tmp_path / "r.html").read_text()
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)" in html
+
+
+def test_unknown_option_is_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["report", "x.py", "--frobnicate"])
+    assert info.value.code == EXIT_USAGE
