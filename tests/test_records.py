@@ -1,0 +1,41 @@
+"""Records: the JSON schema document lists exactly the fields the records have."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from convaudit import records
+
+DOC = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text()
+
+
+def section(title: str) -> set[str]:
+    body = DOC.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(\w+)` \|", body, flags=re.M))
+
+
+@pytest.mark.parametrize(
+    "title,record",
+    [
+        ("Analysis (top level)", records.Analysis),
+        ("totals", records.Totals),
+        ("layers[]", records.ConvLayer),
+        ("separable costs", records.SeparableCost),
+        ("cross_check", records.CrossCheck),
+        ("ops[]", records.OpSummary),
+    ],
+)
+def test_schema_doc_matches_records(title: str, record: type) -> None:
+    assert section(title) == {f.name for f in dataclasses.fields(record)}
+
+
+def test_graph_section() -> None:
+    fields = section("graph")
+    assert {f.name for f in dataclasses.fields(records.GraphView)} <= fields
+    assert {f.name for f in dataclasses.fields(records.GraphNode)} <= fields
+
+
+def test_schema_version_is_documented() -> None:
+    assert f"schema {records.SCHEMA_VERSION}" in DOC
