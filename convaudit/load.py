@@ -209,8 +209,12 @@ def _load_torchvision(name: str) -> LoadedModel:
         close = difflib.get_close_matches(name, available, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
         raise ModelLoadError(f"torchvision:{name}: no such torchvision model{hint}")
+    builder = tvm.get_model_builder(name)
+    kwargs: dict[str, Any] = {"weights": None}
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        kwargs["weights_backbone"] = None  # segmentation/detection builders default to downloading one
     with record_definitions():
-        model = tvm.get_model(name, weights=None)
+        model = builder(**kwargs)
     video = name in tvm.list_models(module=tvm.video)
     shape = (1, 3, 16, 112, 112) if video else (1, 3, 224, 224)
     return LoadedModel(model, (torch.empty(shape, device="meta"),), {}, f"torchvision:{name}", f"torchvision.models.{name}")

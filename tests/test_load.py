@@ -93,6 +93,8 @@ def test_torchvision_source() -> None:
     loaded = load("torchvision:resnet18")
     assert type(loaded.model).__name__ == "ResNet" and loaded.args[0].shape == (1, 3, 224, 224)
     assert load("torchvision:r3d_18").args[0].shape == (1, 3, 16, 112, 112)
+    # segmentation builders default to downloading backbone weights: nothing may be fetched
+    assert type(load("torchvision:fcn_resnet50").model).__name__ == "FCN"
 
 
 def test_unknown_torchvision_name_suggests() -> None:

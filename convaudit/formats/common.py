@@ -7,7 +7,7 @@ from typing import Any
 
 from ..records import Analysis, ConvLayer
 
-__all__ = ["count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel"]
+__all__ = ["count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel", "likely_contractions"]
 
 
 def count(n: int | None) -> str:
@@ -65,6 +65,14 @@ def costliest(analysis: Analysis, n: int = 10) -> list[ConvLayer]:
     return cands[:n]
 
 
+_CONTRACTION_HINTS = ("attention", "mm", "matmul", "conv", "einsum", "linear", "dot")
+
+
+def likely_contractions(unsupported: dict[str, int]) -> list[str]:
+    """The ops fvcore skipped that do multiply-accumulates (where its count and ours part ways)."""
+    return [f"{op} ×{n}" for op, n in unsupported.items() if any(h in op for h in _CONTRACTION_HINTS)]
+
+
 def summary_lines(analysis: Analysis) -> list[str]:
     """The headline figures, one per line, units named."""
     t = analysis.totals
@@ -82,6 +90,8 @@ def summary_lines(analysis: Analysis) -> list[str]:
             lines.append(f"cross-check ({c.tool}): skipped — {c.skipped}")
         else:
             same = "matches" if c.macs_same_ops == t.macs else f"differs by {count((c.macs_same_ops or 0) - t.macs)}"
+            if c.macs_same_ops != t.macs and c.unsupported_ops:
+                same += f"; fvcore did not count {', '.join(likely_contractions(c.unsupported_ops)) or 'some ops'}"
             lines.append(
                 f"cross-check ({c.tool} {c.version or ''}): same ops {count(c.macs_same_ops)} MACs ({same}); "
                 f"its total incl. norm/pool estimates {count(c.macs)}"

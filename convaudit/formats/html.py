@@ -30,7 +30,7 @@ ASSETS = ("report.css", "report.js")
 SOURCE_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 # Chart geometry (SVG user units; the SVG scales to the page width).
-_CHART_W, _CHART_H, _CHART_LEFT, _CHART_TOP, _CHART_BOTTOM = 1160, 250, 64, 14, 30
+_CHART_W, _CHART_H, _CHART_LEFT, _CHART_TOP, _CHART_BOTTOM = 1240, 250, 70, 14, 30
 
 
 def render_html(analysis: Analysis, *, templates: Any = None) -> str:
@@ -83,6 +83,7 @@ def script_json(data: Any) -> Markup:
 def view_model(analysis: Analysis) -> dict[str, Any]:
     """Everything the template shows, as display strings plus raw numbers (no formatting left to it)."""
     layers = analysis.layers
+    columns, batch = _columns(layers)
     return {
         "title": f"convaudit · {analysis.model}",
         "model": analysis.model,
@@ -97,9 +98,9 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "uncosted_ops": list(analysis.uncosted_ops),
         "warnings": list(analysis.warnings),
         "skipped": [{"reason": r, "count": n} for r, n in Counter(x.skip_reason for x in layers if not x.candidate).most_common()],
-        "columns": _COLUMNS,
+        "columns": columns,
         "groups": _GROUPS,
-        "rows": [_row(i, layer) for i, layer in enumerate(layers)],
+        "rows": [_row(i, layer, batch) for i, layer in enumerate(layers)],
         "chart": _chart(layers) if layers else None,
         "graph": _graph_meta(analysis),
         "ops": [_op_row(op) for op in analysis.ops],
@@ -113,13 +114,21 @@ def _cards(a: Analysis) -> list[dict[str, str]]:
     """The headline figures, each with its unit and exact value."""
     t = a.totals
     n = len(a.layers)
-    share = f"{t.candidate_macs / t.macs:.1%}" if t.macs else "—"
+    share = _pct(t.candidate_macs / t.macs) if t.macs else "—"
     return [
         {"label": "Parameters", "value": si(t.params), "detail": f"{count(t.params)} params"},
         {"label": "MACs", "value": si(t.macs), "detail": f"{count(t.macs)} multiply-accumulates · FLOPs = 2·MACs = {si(t.flops)}"},
-        {"label": "Convolutions", "value": str(n), "detail": f"{t.conv_macs_share:.1%} of MACs · {si(t.conv_params)} params"},
+        {"label": "Convolutions", "value": str(n), "detail": f"{_pct(t.conv_macs_share)} of MACs · {si(t.conv_params)} params"},
         {"label": "Candidates", "value": f"{t.candidates} of {n}", "detail": f"{share} of MACs · {si(t.candidate_params)} params"},
     ]
+
+
+def _pct(x: float) -> str:
+    """0.9997 → '99.97%': one decimal, more when one would round a partial share to 0% or 100%."""
+    text = f"{x:.1%}"
+    if text in ("100.0%", "0.0%") and 0 < x < 1:
+        text = f"{x:.2%}" if f"{x:.2%}" not in ("100.00%", "0.00%") else ("<0.01%" if x < 0.5 else ">99.99%")
+    return text
 
 
 def _predicted(a: Analysis) -> dict[str, str]:
@@ -130,7 +139,7 @@ def _predicted(a: Analysis) -> dict[str, str]:
         "macs_exact": count(t.macs_after),
         "macs_ratio": ratio(t.macs_after_ratio),
         "macs_saved": si(t.macs - t.macs_after),
-        "macs_saved_pct": f"{1 - t.macs_after_ratio:.1%}",
+        "macs_saved_pct": _pct(1 - t.macs_after_ratio),
         "params": si(t.params_after),
         "params_exact": count(t.params_after),
         "params_ratio": ratio(t.params_after_ratio),
@@ -160,50 +169,62 @@ def _cross_check(a: Analysis) -> dict[str, Any] | None:
     return out
 
 
-# Per-layer table: (key, label, unit, numeric, help). Units are named in every numeric header.
-_COLUMNS = [
-    ("index", "#", "", True, "execution order"),
-    ("name", "layer", "", False, "module name, or fx node name for a functional conv"),
-    ("kind", "kind", "", False, "standard · grouped · depthwise · pointwise · transposed · custom"),
-    ("status", "candidate / why not", "", False, "whether a depthwise-separable rewrite applies"),
-    ("source", "source", "file:line", False, "where the layer is defined"),
-    ("io", "input → output", "shape", False, "tensor shapes of the first call"),
-    ("kernel", "kernel /stride", "", False, "kernel size, and stride when not 1"),
-    ("groups", "groups", "", True, "conv groups"),
-    ("params", "params", "count", True, "weights + bias, counted once"),
-    ("macs", "MACs", "mult-adds", True, "multiply-accumulates, summed over calls (FLOPs = 2·MACs)"),
-    ("bytes", "memory", "bytes", True, "inputs + weights + outputs moved, summed over calls"),
-    ("ai", "intensity", "FLOP/byte", True, "arithmetic intensity: FLOPs per byte moved"),
-    ("dw_params", "params", "count", True, "predicted: depthwise + pointwise params, m = 1"),
-    ("dw_macs", "MACs", "mult-adds", True, "predicted: depthwise + pointwise MACs, m = 1"),
-    ("dw_ratio", "MACs ratio", "×", True, "predicted DW→PW MACs / original MACs"),
-    ("pd_macs", "MACs", "mult-adds", True, "predicted: pointwise (input resolution) then depthwise"),
-    ("pd_ratio", "ratio", "×", True, "predicted PW→DW MACs / original MACs"),
-    ("ex_m", "m", "", True, "channel multiplier that reproduces the conv exactly (SVD)"),
-    ("ex_macs", "MACs", "mult-adds", True, "predicted DW→PW MACs at the exact multiplier"),
-]
-_COLUMNS = [dict(zip(("key", "label", "unit", "num", "help"), c)) for c in _COLUMNS]  # type: ignore[assignment]
+# Per-layer table columns: (label, unit, numeric, help). A label that is itself a unit (params, MACs,
+# bytes, FLOP/byte) carries no separate unit line.
+_COLUMNS = (
+    ("#", "", True, "execution order"),
+    ("layer", "", False, "module name, or fx node name for a functional conv; hover for its type"),
+    ("kind", "", False, "standard · grouped · depthwise · pointwise · transposed · custom"),
+    ("candidate / why not", "", False, "whether a depthwise-separable rewrite applies, and if not, why"),
+    ("source", "file:line", False, "where the layer is defined"),
+    ("input → output", "shape", False, "tensor shapes of the first call"),
+    ("kernel /stride", "", False, "kernel size, and stride when not 1"),
+    ("groups", "", True, "conv groups"),
+    ("params", "", True, "weights + bias, counted once however many calls"),
+    ("MACs", "", True, "multiply-accumulates, summed over calls (FLOPs = 2·MACs)"),
+    ("bytes moved", "", True, "inputs + weights + outputs, summed over calls, at the tensors' dtypes"),
+    ("FLOP per byte", "", True, "arithmetic intensity: FLOPs (2·MACs) per byte moved"),
+    ("params", "", True, "predicted depthwise + pointwise params, channel multiplier m = 1"),
+    ("MACs", "", True, "predicted depthwise + pointwise MACs, m = 1"),
+    ("× MACs", "", True, "predicted DW→PW MACs / original MACs"),
+    ("MACs", "", True, "predicted pointwise (at input resolution) then depthwise MACs; hover for the ratio"),
+    ("m", "", True, "channel multiplier at which DW→PW reproduces the conv exactly (per-channel SVD)"),
+    ("MACs", "", True, "predicted DW→PW MACs at the exact multiplier m"),
+)
 #: Header groups over the columns above: (label, span, css class).
-_GROUPS = [("this convolution", 12, ""), ("predicted DW→PW (m = 1)", 3, "pred"), ("predicted PW→DW", 2, "pred"), ("predicted exact DW→PW", 2, "pred")]
+_GROUPS = (("this convolution", 12, ""), ("DW→PW, m = 1", 3, "pred"), ("PW→DW", 1, "pred"), ("exact DW→PW", 2, "pred"))
+
+
+def _columns(layers: tuple[ConvLayer, ...]) -> tuple[list[dict[str, Any]], int | None]:
+    """Column headers, and the batch size when every shape shares it (then shapes omit it)."""
+    batches = {s[0] for layer in layers for s in (layer.input_shape, layer.output_shape) if len(s) > 1}
+    all_batched = all(len(layer.input_shape) > 1 and len(layer.output_shape) > 1 for layer in layers)
+    batch = batches.pop() if len(batches) == 1 and all_batched else None
+    cols = [dict(zip(("label", "unit", "num", "help"), c)) for c in _COLUMNS]
+    if batch is not None:
+        cols[5]["unit"] = f"per sample, N = {batch}"
+    return cols, batch
 
 
 def _cell(text: str, sort: Any = None, title: str | None = None, cls: str = "") -> dict[str, Any]:
     return {"text": text, "sort": "" if sort is None else sort, "title": title, "cls": cls}
 
 
-def _row(i: int, layer: ConvLayer) -> dict[str, Any]:
+def _row(i: int, layer: ConvLayer, batch: int | None) -> dict[str, Any]:
     """One table row: a cell per column, in ``_COLUMNS`` order."""
     sep = layer.separable
     src = where(layer.source)
     calls = f" · {layer.calls} calls" if layer.calls > 1 else ""
-    status = _cell("candidate", 1, None, "yes") if layer.candidate else _cell(layer.skip_reason or "not a candidate", 0, None, "no")
+    reason = layer.skip_reason or "not a candidate"
+    status = _cell("candidate", 1, None, "yes") if layer.candidate else _cell(reason, 0, reason, "no")
+    ins, outs = (layer.input_shape[1:], layer.output_shape[1:]) if batch is not None else (layer.input_shape, layer.output_shape)
     cells = [
         _cell(str(i + 1), i + 1),
-        _cell(layer.name, layer.name, f"{layer.type} ({layer.op}){calls}", "name"),
+        _cell(layer.name, layer.name, f"{layer.name}: {layer.type} ({layer.op}){calls}", "name"),
         _cell(layer.kind, layer.kind),
         status,
-        _cell(_short_path(src), src, src or None, "src"),
-        _cell(f"{shape(layer.input_shape)} → {shape(layer.output_shape)}", layer.output_shape[1] if len(layer.output_shape) > 1 else 0),
+        _cell(_file_line(src), src, src or None, "src"),
+        _cell(f"{shape(ins)} → {shape(outs)}", math.prod(layer.output_shape), f"{shape(layer.input_shape)} → {shape(layer.output_shape)}"),
         _cell(kernel(layer), math.prod(layer.kernel_size)),
         _cell(str(layer.groups), layer.groups),
         _cell(count(layer.params), layer.params),
@@ -212,25 +233,23 @@ def _row(i: int, layer: ConvLayer) -> dict[str, Any]:
         _cell(f"{layer.arithmetic_intensity:.1f}", round(layer.arithmetic_intensity, 4)),
     ]
     if sep is None:
-        cells += [_cell("—") for _ in range(7)]
+        cells += [_cell("—") for _ in range(6)]
     else:
         dp, pd, ex = sep.dw_pw, sep.pw_dw, sep.dw_pw_exact
         cells += [
-            _cell(count(dp.params), dp.params, f"{count(dp.dw_params)} depthwise + {count(dp.pw_params)} pointwise; {ratio(dp.params_ratio)} of params"),
+            _cell(count(dp.params), dp.params, f"{count(dp.dw_params)} depthwise + {count(dp.pw_params)} pointwise = {ratio(dp.params_ratio)} the params"),
             _cell(si(dp.macs), dp.macs, f"{count(dp.macs)} MACs = {dp.formula}"),
             _cell(ratio(dp.macs_ratio), round(dp.macs_ratio, 6), None, "good" if dp.macs_ratio < 0.5 else ""),
-            _cell(si(pd.macs), pd.macs, f"{count(pd.macs)} MACs = {pd.formula}"),
-            _cell(ratio(pd.macs_ratio), round(pd.macs_ratio, 6)),
+            _cell(si(pd.macs), pd.macs, f"{count(pd.macs)} MACs = {pd.formula}; {ratio(pd.macs_ratio)} the original"),
             _cell(str(ex.multiplier), ex.multiplier),
-            _cell(si(ex.macs), ex.macs, f"{count(ex.macs)} MACs; {ratio(ex.macs_ratio)} of the original"),
+            _cell(si(ex.macs), ex.macs, f"{count(ex.macs)} MACs; {ratio(ex.macs_ratio)} the original"),
         ]
     return {"id": f"layer-{i + 1}", "candidate": layer.candidate, "cells": cells}
 
 
-def _short_path(src: str) -> str:
-    """The last two path parts of a long location: '…/models/resnet.py:81'."""
-    parts = src.replace("\\", "/").split("/")
-    return src if len(parts) <= 3 else "…/" + "/".join(parts[-2:])
+def _file_line(src: str) -> str:
+    """The file name and line of a location (the full path is in the cell's tooltip)."""
+    return src.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _op_row(op: Any) -> list[dict[str, Any]]:
@@ -275,9 +294,9 @@ def _chart(layers: tuple[ConvLayer, ...]) -> dict[str, Any]:
     every = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500, 1000, every) if s >= every)
     ticks = [1] + [k for k in range(every, n + 1, every) if k != 1]
     return {
-        "width": width, "height": _CHART_H, "left": _CHART_LEFT, "right": width - 10, "base": _CHART_TOP + plot_h,
+        "width": width, "wide": width > _CHART_W, "height": _CHART_H, "left": _CHART_LEFT, "right": width - 10, "base": _CHART_TOP + plot_h,
         "bars": bars,
-        "yticks": [{"y": round(y(v), 2), "label": si(v)} for v in _frange(0, ymax, step)],
+        "yticks": [{"y": round(y(v), 2), "label": si(v).replace(".00 ", " ")} for v in _frange(0, ymax, step)],
         "xticks": [{"x": round(_CHART_LEFT + (k - 0.5) * slot, 2), "label": str(k)} for k in ticks],
     }  # fmt: skip
 
