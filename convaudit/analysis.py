@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from .errors import UsageError
 from .graph import build_graph, graph_view
 from .locate import definition_of
 from .records import Analysis, ConvLayer
+from .separability import separability, weight_of
 from .shapes import Call, FakeContext, propagate_fx, propagate_hooks
 from .trace import trace
 
@@ -73,7 +75,7 @@ def analyze(
         calls, path, extra_aten = run.conv_calls, "hooks", run.aten
 
     locate = lambda name: definition_of(model, name)  # noqa: E731
-    layers = conv_layers(calls, model, locate)
+    layers = [_with_separability(model, layer) for layer in conv_layers(calls, model, locate)]
     if path == "fx":
         costs = [call_cost(c, rules) for c in calls]
         ops, total_macs, missing = op_summaries(calls, costs)
@@ -96,6 +98,16 @@ def analyze(
         trace_path=path, trace_note=note, layers=tuple(layers), ops=tuple(ops), uncosted_ops=tuple(missing),
         totals=totals, cross_check=checked, graph=view, environment=_environment(), warnings=tuple(warnings),
     )  # fmt: skip
+
+
+def _with_separability(model: nn.Module, layer: ConvLayer) -> ConvLayer:
+    """Add the weight-energy figures to a candidate whose weights hold real data."""
+    if not layer.candidate:
+        return layer
+    weight = weight_of(model, layer)
+    if weight is None:
+        return layer
+    return dataclasses.replace(layer, separability=separability(weight, layer.groups))
 
 
 def _inputs(example_inputs: Any, example_kwargs: Mapping[str, Any] | None, input_shape: Any) -> tuple[tuple, dict]:

@@ -122,24 +122,24 @@ def dw_pw_cost(
 
 
 def pw_dw_cost(
-    in_shape: Shape, out_shape: Shape, c_in: int, c_out: int, groups: int, kernel: Shape, bias: bool, itemsize: int
+    in_shape: Shape, out_shape: Shape, c_in: int, c_out: int, groups: int, kernel: Shape, bias: bool, itemsize: int, m: int = 1
 ) -> SeparableFigures:
-    """PW→DW (BSConv-U): PW Cin→Cout at the *input* resolution (groups=g), then DW on Cout with the conv's stride.
+    """PW→DW (BSConv-U): PW Cin→Cout·m at the *input* resolution (groups=g), then DW Cout·m→Cout (groups=Cout).
 
-    params = Cin·Cout/g + Cout·∏k (+Cout); MACs = N·(∏in·Cin·Cout/g + ∏out·Cout·∏k).
+    params = Cin·Cout·m/g + Cout·m·∏k (+Cout); MACs = N·(∏in·Cin·Cout·m/g + ∏out·Cout·m·∏k).
     With stride 2 the PW runs on 4× the pixels of the output.
     """
     n_in, in_spatial = _batch_and_spatial(in_shape, len(kernel))
     n_out, out_spatial = _batch_and_spatial(out_shape, len(kernel))
-    pw_params = c_in * (c_out // groups)
-    dw_params = c_out * _prod(kernel) + (c_out if bias else 0)
-    mid_numel = n_in * _prod(in_spatial) * c_out
+    pw_params = c_in * (c_out // groups) * m
+    dw_params = c_out * m * _prod(kernel) + (c_out if bias else 0)
+    mid_numel = n_in * _prod(in_spatial) * c_out * m
     moved = (_prod(in_shape) + pw_params + mid_numel) + (mid_numel + dw_params + _prod(out_shape))
     return SeparableFigures(
         dw_params,
         pw_params,
-        n_out * _prod(out_spatial) * c_out * _prod(kernel),
-        n_in * _prod(in_spatial) * c_in * (c_out // groups),
+        n_out * _prod(out_spatial) * c_out * m * _prod(kernel),
+        n_in * _prod(in_spatial) * c_in * (c_out // groups) * m,
         moved * itemsize,
     )
 

@@ -16,6 +16,7 @@ __all__ = [
     "SeparableCost",
     "Separable",
     "ConvLayer",
+    "Separability",
     "OpSummary",
     "Totals",
     "CrossCheck",
@@ -58,6 +59,18 @@ class Separable:
 
 
 @dataclass(frozen=True)
+class Separability:
+    """How much of a conv's weight energy each separable form keeps, from its trained weights.
+
+    ``dw_pw[m-1]`` = Σ_{r≤m} s_r² / Σ s_r² over the per-input-channel SVDs (m = 1 … exact rank);
+    ``pw_dw[m-1]`` the same over the per-output-channel SVDs. 1.0 means the form at that m is exact.
+    """
+
+    dw_pw: tuple[float, ...]
+    pw_dw: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class ConvLayer:
     """One convolution (a module, or a functional call), with its cost over all its calls."""
 
@@ -88,6 +101,7 @@ class ConvLayer:
     bytes: int  #: inputs + weights + outputs, summed over calls, at the tensors' dtypes
     arithmetic_intensity: float  #: flops per byte
     separable: Separable | None  #: for candidates only
+    separability: Separability | None = None  #: from the weights, for candidates with real weights
 
 
 @dataclass(frozen=True)
@@ -226,6 +240,9 @@ def _layer_from_dict(d: dict[str, Any]) -> ConvLayer:
     sep = d.get("separable")
     if sep:
         d["separable"] = Separable(**{k: SeparableCost(**v) for k, v in sep.items()})
+    energy = d.get("separability")
+    if energy:
+        d["separability"] = Separability(dw_pw=tuple(energy["dw_pw"]), pw_dw=tuple(energy["pw_dw"]))
     return ConvLayer(**d)
 
 

@@ -25,6 +25,7 @@ def section(title: str) -> set[str]:
         ("separable costs", records.SeparableCost),
         ("cross_check", records.CrossCheck),
         ("ops[]", records.OpSummary),
+        ("separability", records.Separability),
     ],
 )
 def test_schema_doc_matches_records(title: str, record: type) -> None:

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from ..records import Analysis, ConvLayer
 from .common import count, kernel, ratio, shape, si, where
+from .markdown import percent
 
 __all__ = ["render_html", "view_model", "template_root", "script_json"]
 
@@ -114,21 +115,13 @@ def _cards(a: Analysis) -> list[dict[str, str]]:
     """The headline figures, each with its unit and exact value."""
     t = a.totals
     n = len(a.layers)
-    share = _pct(t.candidate_macs / t.macs) if t.macs else "—"
+    share = percent(t.candidate_macs / t.macs) if t.macs else "—"
     return [
         {"label": "Parameters", "value": si(t.params), "detail": f"{count(t.params)} params"},
-        {"label": "MACs", "value": si(t.macs), "detail": f"{count(t.macs)} multiply-accumulates · FLOPs = 2·MACs = {si(t.flops)}"},
-        {"label": "Convolutions", "value": str(n), "detail": f"{_pct(t.conv_macs_share)} of MACs · {si(t.conv_params)} params"},
+        {"label": "MACs", "value": si(t.macs), "detail": f"{count(t.macs)} MACs · FLOPs = 2·MACs = {si(t.flops)}"},
+        {"label": "Convolutions", "value": str(n), "detail": f"{percent(t.conv_macs_share)} of MACs · {si(t.conv_params)} params"},
         {"label": "Candidates", "value": f"{t.candidates} of {n}", "detail": f"{share} of MACs · {si(t.candidate_params)} params"},
     ]
-
-
-def _pct(x: float) -> str:
-    """0.9997 → '99.97%': one decimal, more when one would round a partial share to 0% or 100%."""
-    text = f"{x:.1%}"
-    if text in ("100.0%", "0.0%") and 0 < x < 1:
-        text = f"{x:.2%}" if f"{x:.2%}" not in ("100.00%", "0.00%") else ("<0.01%" if x < 0.5 else ">99.99%")
-    return text
 
 
 def _predicted(a: Analysis) -> dict[str, str]:
@@ -139,7 +132,7 @@ def _predicted(a: Analysis) -> dict[str, str]:
         "macs_exact": count(t.macs_after),
         "macs_ratio": ratio(t.macs_after_ratio),
         "macs_saved": si(t.macs - t.macs_after),
-        "macs_saved_pct": _pct(1 - t.macs_after_ratio),
+        "macs_saved_pct": percent(1 - t.macs_after_ratio),
         "params": si(t.params_after),
         "params_exact": count(t.params_after),
         "params_ratio": ratio(t.params_after_ratio),
@@ -186,13 +179,18 @@ _COLUMNS = (
     ("FLOP per byte", "", True, "arithmetic intensity: FLOPs (2·MACs) per byte moved"),
     ("params", "", True, "predicted depthwise + pointwise params, channel multiplier m = 1"),
     ("MACs", "", True, "predicted depthwise + pointwise MACs, m = 1"),
-    ("× MACs", "", True, "predicted DW→PW MACs / original MACs"),
+    ("×\u00a0MACs", "", True, "predicted DW→PW MACs / original MACs"),
     ("MACs", "", True, "predicted pointwise (at input resolution) then depthwise MACs; hover for the ratio"),
     ("m", "", True, "channel multiplier at which DW→PW reproduces the conv exactly (per-channel SVD)"),
     ("MACs", "", True, "predicted DW→PW MACs at the exact multiplier m"),
 )
-#: Header groups over the columns above: (label, span, css class).
-_GROUPS = (("this convolution", 12, ""), ("DW→PW, m = 1", 3, "pred"), ("PW→DW", 1, "pred"), ("exact DW→PW", 2, "pred"))
+#: Header groups over the columns above: (label, span, css class, tooltip).
+_GROUPS = (
+    ("this convolution", 12, "", ""),
+    ("DW→PW, m = 1", 3, "pred", "predicted: depthwise then pointwise, channel multiplier 1"),
+    ("PW→DW", 1, "pred", "predicted: pointwise at input resolution, then depthwise with the conv's stride (BSConv-U)"),
+    ("exact", 2, "pred", "predicted: depthwise→pointwise at the multiplier that reproduces the conv exactly"),
+)
 
 
 def _columns(layers: tuple[ConvLayer, ...]) -> tuple[list[dict[str, Any]], int | None]:
@@ -220,7 +218,7 @@ def _row(i: int, layer: ConvLayer, batch: int | None) -> dict[str, Any]:
     ins, outs = (layer.input_shape[1:], layer.output_shape[1:]) if batch is not None else (layer.input_shape, layer.output_shape)
     cells = [
         _cell(str(i + 1), i + 1),
-        _cell(layer.name, layer.name, f"{layer.name}: {layer.type} ({layer.op}){calls}", "name"),
+        _cell(_short_name(layer.name), layer.name, f"{layer.name}: {layer.type} ({layer.op}){calls}", "name"),
         _cell(layer.kind, layer.kind),
         status,
         _cell(_file_line(src), src, src or None, "src"),
@@ -242,9 +240,22 @@ def _row(i: int, layer: ConvLayer, batch: int | None) -> dict[str, Any]:
             _cell(ratio(dp.macs_ratio), round(dp.macs_ratio, 6), None, "good" if dp.macs_ratio < 0.5 else ""),
             _cell(si(pd.macs), pd.macs, f"{count(pd.macs)} MACs = {pd.formula}; {ratio(pd.macs_ratio)} the original"),
             _cell(str(ex.multiplier), ex.multiplier),
-            _cell(si(ex.macs), ex.macs, f"{count(ex.macs)} MACs; {ratio(ex.macs_ratio)} the original"),
+            _cell(si(ex.macs), ex.macs, f"{count(ex.macs)} MACs; {ratio(ex.macs_ratio)} the original", "worse" if ex.macs_ratio > 1 else ""),
         ]
     return {"id": f"layer-{i + 1}", "candidate": layer.candidate, "cells": cells}
+
+
+def _short_name(name: str, budget: int = 30) -> str:
+    """A long dotted name cut from the left, whole parts first: '…denseblock1.denselayer1.conv2'."""
+    if len(name) <= budget:
+        return name
+    kept = ""
+    for part in reversed(name.split(".")):
+        candidate = f"{part}.{kept}" if kept else part
+        if len(candidate) > budget - 1:
+            break
+        kept = candidate
+    return "…" + (kept or name[-(budget - 1):])
 
 
 def _file_line(src: str) -> str:

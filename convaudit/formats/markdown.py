@@ -1,0 +1,149 @@
+"""Markdown: a summary sized for a pull-request comment (GitHub-flavoured tables).
+
+Every name from the model is escaped: inside tables ``|`` cannot split a cell, and no backtick,
+bracket or HTML in a module name can open a code span, a link or a tag.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+
+from ..records import Analysis, ConvLayer, Separable
+from .common import costliest, count, kernel, ratio, shape, si, summary_lines, where
+
+__all__ = ["render_markdown", "md", "md_code", "percent"]
+
+TOP = 10
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # enough to stop emphasis, code spans, links and table cells
+
+
+def percent(x: float) -> str:
+    """0.9997 → '99.97%': one decimal, more where one would round a partial share to 0% or 100%."""
+    for digits in (1, 2):
+        text = f"{x:.{digits}%}"
+        if not (0 < x < 1 and float(text[:-1]) in (0.0, 100.0)):
+            return text
+    return "<0.01%" if x < 0.5 else ">99.99%"
+
+
+def md(text: object) -> str:
+    """Plain Markdown text: HTML-escaped, Markdown punctuation backslash-escaped, one line."""
+    s = " ".join(str(text).split())
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", s)
+
+
+def md_code(text: object, table: bool = True) -> str:
+    """A code span (in a table, ``|`` escaped as GFM requires), or escaped text if it holds a backtick."""
+    s = " ".join(str(text).split())
+    if "`" in s or not s or (not table and "|" in s):
+        return md(s)
+    return "`" + (s.replace("|", "\\|") if table else s) + "`"
+
+
+def render_markdown(analysis: Analysis) -> str:
+    """Headline totals, predicted savings, the costliest candidates, skips, cross-check, gaps."""
+    a = analysis
+    inputs = ", ".join(shape(s) for s in a.input_shapes)
+    lines = [
+        f"### convaudit: {md(a.model)}",
+        "",
+        f"{md_code(a.model_class, table=False)} · input {inputs} · traced with {md(a.trace_path)}",
+    ]
+    if a.trace_note:
+        lines += ["", f"> **Trace:** {md(a.trace_note)}"]
+    lines += [""] + _headline(a)
+    if a.layers:
+        lines += [""] + _top(a) + _skipped(a)
+    lines += [""] + _coverage(a)
+    if a.warnings:
+        lines += [""] + [f"> **Warning:** {md(w)}" for w in a.warnings]
+    env = " · ".join(f"{md(k)} {md(v)}" for k, v in sorted(a.environment.items()) if k != "platform")
+    lines += ["", f"<sub>{env} · schema {md(a.schema_version)}</sub>"]
+    return "\n".join(lines) + "\n"
+
+
+def _headline(a: Analysis) -> list[str]:
+    """Totals table; the converted row is labelled as a prediction."""
+    t = a.totals
+    if not a.layers:
+        return [
+            "**This model has no convolutions**: there is nothing to rewrite as depthwise-separable.",
+            "",
+            f"params {count(t.params)} · MACs {count(t.macs)} ({si(t.macs)}; FLOPs = 2·MACs = {si(t.flops)})",
+        ]
+    cand_share = percent(t.candidate_macs / t.macs) if t.macs else "—"
+    return [
+        "| | params | MACs | share of MACs |",
+        "|---|---:|---:|---:|",
+        f"| model | {count(t.params)} | {count(t.macs)} ({si(t.macs)}) | 100% |",
+        f"| {len(a.layers)} convolutions | {count(t.conv_params)} | {count(t.conv_macs)} | {percent(t.conv_macs_share)} |",
+        f"| {t.candidates} candidates | {count(t.candidate_params)} | {count(t.candidate_macs)} | {cand_share} |",
+        f"| **predicted** after converting all candidates (DW→PW, m = 1) | {count(t.params_after)} ({ratio(t.params_after_ratio)}) "
+        f"| {count(t.macs_after)} ({ratio(t.macs_after_ratio)}) | |",
+        "",
+        f"MACs = multiply-accumulates; FLOPs = 2·MACs = {si(t.flops)} for the model.",
+        "",
+        f"**Predicted saving: {si(t.macs - t.macs_after)} MACs ({percent(1 - t.macs_after_ratio)}) and "
+        f"{si(t.params - t.params_after)} params** — a prediction from shapes (depthwise→pointwise, "
+        "channel multiplier m = 1), not a measurement.",
+    ]
+
+
+def _top(a: Analysis) -> list[str]:
+    """The candidates whose rewrite would save the most MACs."""
+    top = costliest(a, TOP)
+    if not top:
+        return ["No candidates: no convolution here would get cheaper as depthwise→pointwise."]
+    lines = [
+        f"**Top {len(top)} candidates** by predicted MAC savings (of {a.totals.candidates}):",
+        "",
+        "| layer | source | kernel | in → out | MACs | predicted DW→PW MACs | × | params → predicted |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [_top_row(layer, layer.separable) for layer in top if layer.separable is not None]
+    return lines
+
+
+def _top_row(layer: ConvLayer, sep: Separable) -> str:
+    io = f"{shape(layer.input_shape)} → {shape(layer.output_shape)}"
+    return (
+        f"| {md_code(layer.name)} | {md_code(_location(layer.source)) if layer.source else ''} | {kernel(layer)} | {io} "
+        f"| {si(layer.macs)} | {si(sep.dw_pw.macs)} | {ratio(sep.dw_pw.macs_ratio)} "
+        f"| {count(layer.params)} → {count(sep.dw_pw.params)} |"
+    )
+
+
+def _location(source: str) -> str:
+    """Relative file:line under the working directory; otherwise only the file name and line."""
+    shown = where(source)
+    path = shown.rpartition(":")[0]
+    return os.path.basename(path) + shown[len(path):] if os.path.isabs(path) else shown
+
+
+def _skipped(a: Analysis) -> list[str]:
+    """Counts of non-candidate convs by reason."""
+    reasons = Counter(layer.skip_reason or "not a candidate" for layer in a.layers if not layer.candidate)
+    if not reasons:
+        return []
+    n = sum(reasons.values())
+    items = "; ".join(f"{md(reason)} ({k})" for reason, k in reasons.most_common())
+    return ["", f"**Not candidates ({n}):** {items}."]
+
+
+def _coverage(a: Analysis) -> list[str]:
+    """The cross-check line and the ops that ran without a cost rule."""
+    check = next((line for line in summary_lines(a) if line.startswith("cross-check")), None)
+    if check:
+        head, _, rest = check.partition(": ")
+        lines = [f"**{md(head[:1].upper() + head[1:])}:** {md(rest)}"]
+    else:
+        lines = ["**Cross-check:** not run."]
+    if a.uncosted_ops:
+        ops = ", ".join(md_code(op, table=False) for op in a.uncosted_ops)
+        lines += ["", f"**Not costed ({len(a.uncosted_ops)})**, their MACs are not in the totals: {ops}"]
+    else:
+        lines += ["", "Every op that ran has a cost rule."]
+    return lines
