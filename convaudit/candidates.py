@@ -151,8 +151,19 @@ def build_layer(name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]]
         padding=spec.padding, dilation=spec.dilation, groups=spec.groups, bias=spec.bias,
         padding_mode=spec.padding_mode, dtype=str(dtype).replace("torch.", ""), calls=len(calls), params=spec.params,
         macs=macs, flops=2 * macs, bytes=moved, arithmetic_intensity=(2 * macs / moved) if moved else 0.0,
-        separable=separable,
+        separable=separable, input_pixels=sum(_pixels(i, len(spec.kernel_size)) for i, _, _ in calls),
+        output_pixels=sum(_pixels(o, len(spec.kernel_size)) for _, o, _ in calls),
     )  # fmt: skip
+
+
+def _pixels(shape: Shape, nd: int) -> int:
+    """N·∏spatial of a conv tensor (an unbatched tensor has N = 1)."""
+    n = 1
+    for d in shape[: len(shape) - nd - 1]:
+        n *= d
+    for d in shape[-nd:]:
+        n *= d
+    return n
 
 
 _DW_PW_FORMULA = "N·∏out·Cin·m·(∏k + Cout/g)"

@@ -23,6 +23,8 @@ __all__ = [
     "GraphNode",
     "GraphView",
     "Analysis",
+    "ConvertedLayer",
+    "ConversionReport",
 ]
 
 #: Bumped on any change a JSON consumer could notice: major for removals/renames, minor for additions.
@@ -102,6 +104,8 @@ class ConvLayer:
     arithmetic_intensity: float  #: flops per byte
     separable: Separable | None  #: for candidates only
     separability: Separability | None = None  #: from the weights, for candidates with real weights
+    input_pixels: int = 0  #: N·∏input spatial, summed over calls (costs of any rewrite are linear in these)
+    output_pixels: int = 0  #: N·∏output spatial, summed over calls
 
 
 @dataclass(frozen=True)
@@ -253,3 +257,57 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+# ---------------------------------------------------------------- conversion
+
+
+@dataclass(frozen=True)
+class ConvertedLayer:
+    """One conv as converted: before, predicted, measured, and how faithful it is."""
+
+    name: str
+    order: str  #: "dw_pw" | "pw_dw"
+    rank: int  #: channel multiplier m
+    exact_rank: int  #: m at which the rewrite is exact
+    init: str  #: "svd" | "calibrated" | "random"
+    energy: float | None  #: weight energy kept (calibrated: of the whitened weight)
+    params_before: int
+    macs_before: int
+    params_predicted: int
+    macs_predicted: int
+    params_measured: int  #: by the analysis engine on the converted model
+    macs_measured: int
+    relative_error: float | None  #: ‖y' − y‖/‖y‖ of this layer alone on its real inputs (None: not measurable)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What ``convaudit convert`` did, and the numbers that prove it."""
+
+    model: str
+    settings: dict[str, Any]  #: rank, order, init, globs, budgets as asked
+    layers: tuple[ConvertedLayer, ...]
+    skipped: tuple[tuple[str, str], ...]  #: (layer, reason) for every conv not converted
+    params_before: int
+    macs_before: int
+    params_predicted: int
+    macs_predicted: int
+    params_measured: int
+    macs_measured: int
+    output_error: float | None  #: relative error of the model's final output(s) on the example inputs
+    costs_match: bool  #: measured params and MACs equal the predicted ones
+    notes: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of the conversion."""
+        return _plain(dataclasses.asdict(self))
+
+    @property
+    def max_layer_error(self) -> float | None:
+        """Largest per-layer relative error (None when none was measurable)."""
+        errors = [layer.relative_error for layer in self.layers if layer.relative_error is not None]
+        return max(errors) if errors else None
