@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from .cost_rules import MAC_RULES, OpCall, aten_is_zero_mac
-from .errors import ShapeError
+from .errors import ShapeError, TraceError
 from .registry import MISSING, Registry
 from .trace import Traced
 
@@ -288,8 +288,9 @@ def propagate_fx(
             continue
         if node.op == "output":
             break
-        a = torch.fx.node.map_arg(node.args, env.__getitem__)
-        kw = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
+        # NB: map_arg returns fx's immutable containers; wrapped functions may edit their list args in place
+        a = _mutable(torch.fx.node.map_arg(node.args, env.__getitem__))
+        kw = _mutable(torch.fx.node.map_arg(node.kwargs, env.__getitem__))
         target = traced.attr(node.target) if node.op == "call_module" else node.target
         owner = _owner(node)
         name = node.target if node.op == "call_module" else node.name
@@ -302,6 +303,17 @@ def propagate_fx(
         env[node] = call.out
         calls.append(call)
     return calls
+
+
+def _mutable(value: Any) -> Any:
+    """fx immutable_list/immutable_dict → plain list/dict, recursively (tuples stay tuples)."""
+    if isinstance(value, tuple):
+        return tuple(_mutable(v) for v in value)
+    if isinstance(value, list):
+        return [_mutable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    return value
 
 
 def _run(call: Call, node: torch.fx.Node, traced: Traced, ctx: FakeContext, overrides: Mapping[Any, Any] | None) -> Any:
@@ -329,11 +341,20 @@ def _run(call: Call, node: torch.fx.Node, traced: Traced, ctx: FakeContext, over
                 out = call.target(*call.args, **call.kwargs)
     except ShapeError:
         raise
-    except Exception as exc:  # the op's own error message names the mismatch
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ShapeError(_where(call, node) + first_line) from exc
+    except (RuntimeError, ValueError, IndexError) as exc:  # PyTorch's own shape checks raise these
+        raise ShapeError(_where(call, node) + _first_line(exc)) from exc
+    except Exception as exc:  # anything else is not about shapes: say what failed, not that shapes mismatch
+        raise TraceError(
+            f"'{call.name}' failed under fake tensors: {type(exc).__name__}: {_first_line(exc)}; "
+            "if it reads tensor values, mark its module as a leaf (leaf_types=...)"
+        ) from exc
     call.aten = recorder.ops
     return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _call_module_fake(module: nn.Module, args: tuple, kwargs: dict, ctx: FakeContext) -> Any:
