@@ -19,8 +19,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..records import Analysis, ConvLayer
-from .common import count, kernel, ratio, shape, si, where
+from ..records import Analysis, ConvLayer, OpSummary
+from .common import count, kernel, likely_contractions, ratio, shape, si, where
 from .markdown import percent
 
 __all__ = ["render_html", "view_model", "template_root", "script_json"]
@@ -98,7 +98,10 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "cross_check": _cross_check(analysis),
         "uncosted_ops": list(analysis.uncosted_ops),
         "warnings": list(analysis.warnings),
-        "skipped": [{"reason": r, "count": n} for r, n in Counter(x.skip_reason for x in layers if not x.candidate).most_common()],
+        "skipped": [
+            {"reason": r, "count": n}
+            for r, n in Counter(x.skip_reason or "not a candidate" for x in layers if not x.candidate).most_common()
+        ],
         "columns": columns,
         "groups": _GROUPS,
         "rows": [_row(i, layer, batch) for i, layer in enumerate(layers)],
@@ -140,6 +143,14 @@ def _predicted(a: Analysis) -> dict[str, str]:
     }
 
 
+def _agreement(ours: int, theirs: int | None) -> tuple[bool, str]:
+    """Whether two MAC counts agree, and a short note saying by how much they differ."""
+    if theirs == ours:
+        return True, "matches"
+    diff = (theirs or 0) - ours
+    return False, f"differs by {count(diff)}" + (f" ({diff / ours:+.2%})" if ours else "")
+
+
 def _cross_check(a: Analysis) -> dict[str, Any] | None:
     """Ours beside fvcore's (whose "flops" are MACs), or why it was skipped."""
     c = a.cross_check
@@ -149,14 +160,17 @@ def _cross_check(a: Analysis) -> dict[str, Any] | None:
     if c.skipped:
         return out
     t = a.totals
-    diff = (c.macs_same_ops or 0) - t.macs
+    modules = sum(layer.macs for layer in a.layers if layer.op == "module")  # fvcore names modules only
+    ok, note = _agreement(t.macs, c.macs_same_ops)
+    missed = likely_contractions(c.unsupported_ops) if not ok else []
+    if missed:
+        note += f"; {c.tool} did not count {', '.join(missed)}"
+    conv_ok, conv_note = _agreement(modules, c.conv_macs)
     out["rows"] = [
-        {"what": "all costed ops", "ours": count(t.macs), "theirs": count(c.macs_same_ops), "ok": diff == 0,
-         "note": "matches" if diff == 0 else f"differs by {count(diff)} ({diff / t.macs:+.2%})" if t.macs else f"differs by {count(diff)}"},
-        {"what": "convolutions", "ours": count(t.conv_macs), "theirs": count(c.conv_macs), "ok": c.conv_macs == t.conv_macs,
-         "note": "matches" if c.conv_macs == t.conv_macs else f"differs by {count((c.conv_macs or 0) - t.conv_macs)}"},
+        {"what": "all costed ops", "ours": count(t.macs), "theirs": count(c.macs_same_ops), "ok": ok, "note": note},
+        {"what": "conv modules, by name", "ours": count(modules), "theirs": count(c.conv_macs), "ok": conv_ok, "note": conv_note},
         {"what": f"{c.tool} total, incl. its norm/pool estimates", "ours": "", "theirs": count(c.macs), "ok": None, "note": ""},
-    ]  # fmt: skip
+    ]
     out["unsupported"] = [f"{op} ×{n}" for op, n in sorted(c.unsupported_ops.items())]
     out["seconds"] = f"{c.seconds:.2f} s" if c.seconds is not None else None
     return out
@@ -205,6 +219,7 @@ def _columns(layers: tuple[ConvLayer, ...]) -> tuple[list[dict[str, Any]], int |
 
 
 def _cell(text: str, sort: Any = None, title: str | None = None, cls: str = "") -> dict[str, Any]:
+    """A table cell: shown text, raw sort value (``data-v``), tooltip, CSS class."""
     return {"text": text, "sort": "" if sort is None else sort, "title": title, "cls": cls}
 
 
@@ -263,7 +278,8 @@ def _file_line(src: str) -> str:
     return src.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def _op_row(op: Any) -> list[dict[str, Any]]:
+def _op_row(op: OpSummary) -> list[dict[str, Any]]:
+    """One row of the other-ops table."""
     return [
         _cell(op.op, op.op, None, "name"),
         _cell(op.category, op.category),
@@ -283,7 +299,7 @@ def _nice_step(top: float, ticks: int = 4) -> float:
 def _chart(layers: tuple[ConvLayer, ...]) -> dict[str, Any]:
     """Bar geometry for MACs per conv before and after DW→PW (m = 1), in execution order."""
     n = len(layers)
-    width = max(_CHART_W, _CHART_LEFT + 10 + 3 * n)
+    width = max(_CHART_W, _CHART_LEFT + 10 + 2 * n)
     plot_w, plot_h = width - _CHART_LEFT - 10, _CHART_H - _CHART_TOP - _CHART_BOTTOM
     top = max(layer.macs for layer in layers) or 1
     step = _nice_step(top)
@@ -293,11 +309,12 @@ def _chart(layers: tuple[ConvLayer, ...]) -> dict[str, Any]:
     bars = []
     for i, layer in enumerate(layers):
         after = layer.separable.dw_pw.macs if layer.separable else layer.macs
-        x = _CHART_LEFT + i * slot + slot * 0.12
+        w = min(slot * 0.76, 56)
+        x = _CHART_LEFT + i * slot + (slot - w) / 2
         tip = f"#{i + 1} {layer.name}: {count(layer.macs)} MACs"
         tip += f" → {count(after)} predicted (DW→PW, m = 1)" if layer.separable else f" (not a candidate: {layer.skip_reason})"
         bars.append({
-            "x": round(x, 2), "w": round(max(slot * 0.76, 0.8), 2), "href": f"#layer-{i + 1}", "title": tip,
+            "x": round(x, 2), "w": round(max(w, 0.8), 2), "href": f"#layer-{i + 1}", "title": tip,
             "y0": round(y(layer.macs), 2), "h0": round(_CHART_TOP + plot_h - y(layer.macs), 2),
             "y1": round(y(after), 2), "h1": round(_CHART_TOP + plot_h - y(after), 2), "candidate": layer.separable is not None,
         })  # fmt: skip
@@ -313,8 +330,8 @@ def _chart(layers: tuple[ConvLayer, ...]) -> dict[str, Any]:
 
 
 def _frange(start: float, stop: float, step: float) -> list[float]:
-    count_ = int(round((stop - start) / step))
-    return [start + k * step for k in range(count_ + 1)]
+    """start, start + step, … stop (inclusive), without float drift in the count."""
+    return [start + k * step for k in range(int(round((stop - start) / step)) + 1)]
 
 
 def _graph_meta(a: Analysis) -> dict[str, Any] | None:

@@ -1,0 +1,41 @@
+"""Shared pytest options and fixtures."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/* from the current output instead of comparing against them",
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """``golden(name, text)``: compare ``text`` with tests/golden/NAME, or rewrite it under --update-golden."""
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / name
+        if request.config.getoption("--update-golden"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        if not path.exists():
+            pytest.fail(f"no golden file {path}; run pytest with --update-golden to create it")
+        expected = path.read_text(encoding="utf-8")
+        if text != expected:
+            diff = list(difflib.unified_diff(expected.splitlines(), text.splitlines(), "golden", "now", lineterm="", n=1))
+            shown = "\n".join(diff[:80]) + ("\n…" if len(diff) > 80 else "")
+            pytest.fail(f"{name} differs from its golden file (rerun with --update-golden if intended):\n{shown}")
+
+    return check
