@@ -9,6 +9,23 @@ depthwise-separable rewrite would save.
 __version__ = "0.1.0"
 
 from .analysis import analyze  # noqa: E402
-from .records import SCHEMA_VERSION, Analysis, ConvLayer  # noqa: E402
+from .artifact import load_converted  # noqa: E402
+from .convert import Conversion, convert  # noqa: E402
+from .records import SCHEMA_VERSION, Analysis, ConversionReport, ConvLayer  # noqa: E402
+from .separable import SeparableConv, SeparableConv1d, SeparableConv2d, SeparableConv3d  # noqa: E402
 
-__all__ = ["analyze", "Analysis", "ConvLayer", "SCHEMA_VERSION", "__version__"]
+__all__ = [
+    "analyze",
+    "convert",
+    "load_converted",
+    "Analysis",
+    "ConvLayer",
+    "Conversion",
+    "ConversionReport",
+    "SeparableConv",
+    "SeparableConv1d",
+    "SeparableConv2d",
+    "SeparableConv3d",
+    "SCHEMA_VERSION",
+    "__version__",
+]

@@ -41,6 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--force", action="store_true", help="overwrite an existing output file")
     report.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     report.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    conv = sub.add_parser("convert", help="rewrite convs as depthwise + pointwise from their own weights, verify, save")
+    conv.add_argument("source", help="model.py, a checkpoint (.pt/.pth) holding a module, or torchvision:NAME")
+    conv.add_argument("-o", "--output", default="converted", help="output directory (default: converted)")
+    conv.add_argument("--entry", help="name of the function, class or module in model.py to convert")
+    conv.add_argument("--input-shape", action="append", default=[], metavar="SHAPE", help="example input shape, repeatable")
+    conv.add_argument("--rank", help="channel multiplier m for every chosen layer, or 'full' (exact); default 1")
+    conv.add_argument("--order", default="dw_pw", choices=["dw_pw", "pw_dw", "auto"], help="default dw_pw")
+    conv.add_argument("--init", default="svd", choices=["svd", "calibrated", "random"], help="default svd")
+    conv.add_argument("--style", choices=["mobilenet"], help="BN+ReLU between the parts (with --init random only)")
+    conv.add_argument("--sequential", action="store_true", help="calibrate each layer on the model converted so far")
+    conv.add_argument("--include", action="append", default=[], metavar="GLOB", help="convert only matching layers")
+    conv.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching layers alone")
+    conv.add_argument("--min-savings", type=float, default=0.0, metavar="SHARE", help="skip layers saving less (e.g. 0.5)")
+    conv.add_argument("--energy", type=float, metavar="SHARE", help="per layer, the smallest m keeping this weight energy")
+    conv.add_argument("--target-macs", type=float, metavar="SHARE", help="whole-model MAC budget as a share of today's")
+    conv.add_argument("--exact", action="store_true", help="fail (exit 1) if any layer's relative error exceeds 1e-4")
+    conv.add_argument("--force", action="store_true", help="replace an existing output directory")
+    conv.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    conv.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -49,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _report(args)
+        return _report(args) if args.command == "report" else _convert(args)
     except ConvauditError as exc:
         if args.debug:
             traceback.print_exc()
@@ -101,3 +121,46 @@ def _report(args: argparse.Namespace) -> int:
 
 
 
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .artifact import write_artifact
+    from .convert import convert, materialize
+    from .formats.conversion import render_conversion_html, render_conversion_text
+    from .load import load, parse_shape
+
+    if Path(args.output).exists() and not args.force:
+        raise UsageError(f"{args.output} already exists; pass --force to replace it or choose another -o directory")
+    if args.rank is not None and (args.energy is not None or args.target_macs is not None):
+        raise UsageError("--rank cannot be combined with --energy or --target-macs: they choose m per layer")
+    if args.energy is not None and args.target_macs is not None:
+        raise UsageError("give --energy or --target-macs, not both")
+    rank: int | str | None = None if (args.energy is not None or args.target_macs is not None) else (args.rank or "1")
+    if rank not in (None, "full"):
+        if not str(rank).isdigit() or int(str(rank)) < 1:
+            raise UsageError(f"--rank {rank!r}: give a positive integer or 'full'")
+        rank = int(str(rank))
+    shapes = [parse_shape(s) for s in args.input_shape]
+    loaded = load(args.source, entry=args.entry, input_shapes=shapes)
+    calibration = None
+    if args.init == "calibrated":
+        fn = loaded.namespace.get("calibration_inputs")
+        if not callable(fn):
+            raise UsageError(f"--init calibrated needs calibration_inputs() in {args.source} (an iterable of input batches)")
+        calibration = list(fn())
+    result = convert(
+        loaded.model, loaded.args, loaded.kwargs, rank=rank, order=args.order, init=args.init, calibration=calibration,
+        sequential=args.sequential, style=args.style, include=args.include, exclude=args.exclude,
+        min_savings=args.min_savings, energy=args.energy, target_macs=args.target_macs, exact=args.exact,
+        source=loaded.source,
+    )  # fmt: skip
+    example = (materialize(loaded.args), materialize(loaded.kwargs))
+    out = write_artifact(
+        args.output, result.model, result.report, result.plan, example, source=loaded.source,
+        entry=args.entry, html=render_conversion_html(result.report), force=args.force,
+    )  # fmt: skip
+    if not args.quiet:
+        print(render_conversion_text(result.report))
+        print(f"wrote {out}/ (model.py, state_dict.pt, conversion.json, conversion.html)")
+        print(f'load it: python -c "import convaudit; m = convaudit.load_converted({str(out)!r})"')
+    return EXIT_OK

@@ -25,7 +25,7 @@ from .records import Analysis, ConversionReport, ConvertedLayer
 from .rewrite import capture_conv_inputs, rewrite
 from .separable import SeparableConv
 
-__all__ = ["convert", "Conversion", "VerificationError", "EXACT_TOLERANCE"]
+__all__ = ["convert", "Conversion", "VerificationError", "EXACT_TOLERANCE", "materialize"]
 
 #: ``--exact`` fails when a layer's relative error exceeds this.
 EXACT_TOLERANCE = 1e-4
@@ -81,7 +81,7 @@ def convert(
         A :class:`Conversion` with ``.model`` and ``.report``.
     """
     args, kwargs = _inputs(example_inputs, example_kwargs, None)
-    real_args, real_kwargs = _materialize(args), _materialize(kwargs)
+    real_args, real_kwargs = materialize(args), materialize(kwargs)
     if init == "calibrated" and calibration is None:
         raise UsageError("init='calibrated' needs calibration batches (calibration_inputs() in model.py)")
     if style is not None and init != "random":
@@ -217,7 +217,7 @@ def _output_error(got: Any, expected: Any) -> float | None:
     return max(_rel_error(g, e) for g, e in pairs if g.is_floating_point())
 
 
-def _materialize(value: Any) -> Any:
+def materialize(value: Any) -> Any:
     """Meta inputs (from shapes) become seeded random tensors: verification needs real data."""
     gen = torch.Generator().manual_seed(0)
 
@@ -233,4 +233,4 @@ def _as_batch(batch: Any) -> tuple[tuple, dict]:
     from .load import split_inputs
 
     args, kwargs = split_inputs(batch, "calibration batch")
-    return _materialize(args), _materialize(kwargs)
+    return materialize(args), materialize(kwargs)

@@ -24,7 +24,7 @@ from .policy import Choice
 from .separable import SeparableConv
 from .trace import ConvTracer
 
-__all__ = ["rewrite", "replace_module", "capture_conv_inputs", "functional_as_module"]
+__all__ = ["rewrite", "rebuild_structure", "replace_module", "capture_conv_inputs", "functional_as_module"]
 
 #: Builds the replacement for one chosen conv: (choice, the conv as a module, its calibration inputs) → layer.
 Factory = Callable[[Choice, _ConvNd, "list[torch.Tensor] | None"], SeparableConv]
@@ -62,6 +62,21 @@ def rewrite(
         target, extra = _rewrite_functional(target, functional, factory)
         replaced.update(extra)
     return target, replaced
+
+
+def rebuild_structure(model: nn.Module, layers: Sequence[dict[str, Any]]) -> nn.Module:
+    """Redo a conversion's structure with untrained separable layers (weights come from a state_dict).
+
+    ``layers``: [{"name", "order", "rank", "style"}] as an artifact's model.py records them.
+    """
+    choices = [Choice(d["name"], d["order"], int(d["rank"]), int(d["rank"]), None, 0, 0, 0, 0) for d in layers]
+    style = next((d.get("style") for d in layers if d.get("style")), None)
+
+    def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
+        return SeparableConv.from_conv(conv, rank=choice.rank, order=choice.order, init="random", style=style)
+
+    converted, _ = rewrite(model, choices, factory, inplace=True)
+    return converted
 
 
 def replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> int:
