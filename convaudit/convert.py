@@ -20,7 +20,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from .analysis import _environment, _inputs, analyze
 from .errors import ConvauditError, UsageError
-from .policy import Choice, Plan, plan_conversion
+from .policy import Choice, Plan, plan_conversion, with_mobilenet_norms
 from .records import Analysis, ConversionReport, ConvertedLayer
 from .rewrite import capture_conv_inputs, rewrite
 from .separable import SeparableConv
@@ -86,11 +86,15 @@ def convert(
         raise UsageError("init='calibrated' needs calibration batches (calibration_inputs() in model.py)")
     if style is not None and init != "random":
         raise UsageError("--style mobilenet is for training from scratch: it needs --init random")
+    if style is not None and order != "dw_pw":
+        raise UsageError("--style mobilenet puts BN+ReLU between depthwise and pointwise: it needs --order dw_pw")
     before = analyze(model, real_args, real_kwargs, graph=False, source=source)
     plan = plan_conversion(
         before, rank=rank, order=order, include=include, exclude=exclude, min_savings=min_savings,
         energy=energy, target_macs=target_macs,
     )  # fmt: skip
+    if style == "mobilenet":
+        plan = with_mobilenet_norms(plan, before)
     batches = [_as_batch(b) for b in calibration] if calibration is not None else None
 
     def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
@@ -170,7 +174,7 @@ def _verify(
         (layer.params_measured, layer.macs_measured) == (layer.params_predicted, layer.macs_predicted) for layer in layers
     )
     notes = list(plan.notes)
-    if not costs_match and settings.get("style") is None:
+    if not costs_match:
         notes.append("measured costs differ from the predicted ones: please report this as a bug")
     return ConversionReport(
         model=source or type(original).__name__, settings=settings, layers=tuple(layers), skipped=plan.skipped,

@@ -14,7 +14,7 @@ from .cost_rules import dw_pw_cost, pw_dw_cost
 from .errors import UsageError
 from .records import Analysis, ConvLayer
 
-__all__ = ["Choice", "Plan", "plan_conversion", "predicted_cost"]
+__all__ = ["Choice", "Plan", "plan_conversion", "predicted_cost", "with_mobilenet_norms"]
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def _choose(layer: ConvLayer, rank: int | str | None, order: str, energy: float 
         elif rank == "full":
             m = exact
         else:
-            m = int(rank or 1)
+            m = 1 if rank is None else int(rank)
             if m < 1:
                 raise UsageError(f"--rank {rank}: give a positive multiplier or 'full'")
         options.append(_make_choice(layer, o, m, exact))
@@ -253,4 +253,19 @@ def _check_globs(analysis: Analysis, include: Sequence[str], exclude: Sequence[s
         for g in globs:
             if not any(fnmatch.fnmatchcase(n, g) for n in names):
                 example = ", ".join(names[:3]) or "none"
-                raise UsageError(f"{flag} {g!r} matches no conv; convs are named like {example} (see convaudit report)")
+                hint = ""
+                if analysis.trace_path != "fx":
+                    hint = "; the model cannot be traced symbolically, so functional convs (F.conv*) are not visible"
+                raise UsageError(f"{flag} {g!r} matches no conv; convs are named like {example} (see convaudit report){hint}")
+
+
+def with_mobilenet_norms(plan: Plan, analysis: Analysis) -> Plan:
+    """The plan's predictions with the BatchNorm (weight + bias, 0 MACs) that style="mobilenet" adds."""
+    from dataclasses import replace
+
+    layers = {layer.name: layer for layer in analysis.layers}
+    choices = tuple(
+        replace(c, params_after=c.params_after + 2 * layers[c.name].in_channels * c.rank) for c in plan.choices
+    )
+    extra = sum(c.params_after for c in choices) - sum(c.params_after for c in plan.choices)
+    return replace(plan, choices=choices, params_after=plan.params_after + extra)
