@@ -329,3 +329,14 @@ def test_renderer_imports_no_torch() -> None:
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any(name.split(".")[0] == "torch" for name in imported)
+
+
+def test_weight_energy_shown_when_known(small: Analysis) -> None:
+    text = render_html(small)
+    for layer in small.candidates:
+        assert layer.separability is not None
+        assert f'data-v="{round(layer.separability.dw_pw[0], 4)}"' in text
+    assert "of the candidates' weight energy" in text
+    without = dataclasses.replace(small, layers=tuple(dataclasses.replace(x, separability=None) for x in small.layers))
+    text = render_html(without)
+    assert "no weights to measure" in text and "weight energy (MAC-weighted" not in text

@@ -166,3 +166,11 @@ def test_renderer_imports_no_torch() -> None:
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any(name.split(".")[0] == "torch" for name in imported)
+
+
+def test_weight_energy_note(small: Analysis) -> None:
+    assert "of their weight energy (MAC-weighted)" in render_markdown(small)
+    without = dataclasses.replace(small, layers=tuple(dataclasses.replace(x, separability=None) for x in small.layers))
+    text = render_markdown(without)
+    assert "weight energy (MAC-weighted)" not in text
+    assert all(row.endswith("| — |") for row in tables(text)[1][2:])

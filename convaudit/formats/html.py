@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from ..records import Analysis, ConvLayer, OpSummary
 from .common import count, kernel, likely_contractions, ratio, shape, si, where
-from .markdown import percent
+from .markdown import kept_energy, percent
 
 __all__ = ["render_html", "view_model", "template_root", "script_json"]
 
@@ -140,6 +140,7 @@ def _predicted(a: Analysis) -> dict[str, str]:
         "params_exact": count(t.params_after),
         "params_ratio": ratio(t.params_after_ratio),
         "params_saved": si(t.params - t.params_after),
+        "energy": percent(kept) if (kept := kept_energy(a)) is not None else None,
     }
 
 
@@ -194,15 +195,17 @@ _COLUMNS = (
     ("params", "", True, "predicted depthwise + pointwise params, channel multiplier m = 1"),
     ("MACs", "", True, "predicted depthwise + pointwise MACs, m = 1"),
     ("×\u00a0MACs", "", True, "predicted DW→PW MACs / original MACs"),
+    ("energy", "%", True, "share of the weight energy the DW→PW form keeps at m = 1 (from the layer's weights; 100% = exact)"),
     ("MACs", "", True, "predicted pointwise (at input resolution) then depthwise MACs; hover for the ratio"),
+    ("energy", "%", True, "share of the weight energy the PW→DW form keeps at rank 1 (from the layer's weights)"),
     ("m", "", True, "channel multiplier at which DW→PW reproduces the conv exactly (per-channel SVD)"),
     ("MACs", "", True, "predicted DW→PW MACs at the exact multiplier m"),
 )
-#: Header groups over the columns above: (label, span, css class, tooltip).
+#: Header groups over the columns above: (label, span, css class, tooltip); spans add up to len(_COLUMNS).
 _GROUPS = (
     ("this convolution", 12, "", ""),
-    ("DW→PW, m = 1", 3, "pred", "predicted: depthwise then pointwise, channel multiplier 1"),
-    ("PW→DW", 1, "pred", "predicted: pointwise at input resolution, then depthwise with the conv's stride (BSConv-U)"),
+    ("DW→PW, m = 1", 4, "pred", "predicted: depthwise then pointwise, channel multiplier 1"),
+    ("PW→DW", 2, "pred", "predicted: pointwise at input resolution, then depthwise with the conv's stride (BSConv-U)"),
     ("exact", 2, "pred", "predicted: depthwise→pointwise at the multiplier that reproduces the conv exactly"),
 )
 
@@ -246,18 +249,30 @@ def _row(i: int, layer: ConvLayer, batch: int | None) -> dict[str, Any]:
         _cell(f"{layer.arithmetic_intensity:.1f}", round(layer.arithmetic_intensity, 4)),
     ]
     if sep is None:
-        cells += [_cell("—") for _ in range(6)]
+        cells += [_cell("—") for _ in range(8)]
     else:
         dp, pd, ex = sep.dw_pw, sep.pw_dw, sep.dw_pw_exact
+        energy = layer.separability
         cells += [
             _cell(count(dp.params), dp.params, f"{count(dp.dw_params)} depthwise + {count(dp.pw_params)} pointwise = {ratio(dp.params_ratio)} the params"),
             _cell(si(dp.macs), dp.macs, f"{count(dp.macs)} MACs = {dp.formula}"),
             _cell(ratio(dp.macs_ratio), round(dp.macs_ratio, 6), None, "good" if dp.macs_ratio < 0.5 else ""),
+            _energy(energy.dw_pw if energy else None, "DW→PW"),
             _cell(si(pd.macs), pd.macs, f"{count(pd.macs)} MACs = {pd.formula}; {ratio(pd.macs_ratio)} the original"),
+            _energy(energy.pw_dw if energy else None, "PW→DW"),
             _cell(str(ex.multiplier), ex.multiplier),
             _cell(si(ex.macs), ex.macs, f"{count(ex.macs)} MACs; {ratio(ex.macs_ratio)} the original", "worse" if ex.macs_ratio > 1 else ""),
         ]
     return {"id": f"layer-{i + 1}", "candidate": layer.candidate, "cells": cells}
+
+
+def _energy(shares: tuple[float, ...] | None, form: str) -> dict[str, Any]:
+    """The weight energy kept at m = 1, with the multiplier that keeps 90% in the tooltip."""
+    if not shares:
+        return _cell("—", None, "no weights to measure (e.g. a meta-device or functional weight)")
+    m90 = next((m for m, e in enumerate(shares, 1) if e >= 0.9), len(shares))
+    tip = f"{form} keeps {shares[0]:.1%} of the weight energy at m = 1; 90% at m = {m90}; exact at m = {len(shares)}"
+    return _cell(f"{shares[0]:.0%}", round(shares[0], 4), tip, "worse" if shares[0] < 0.5 else "")
 
 
 def _short_name(name: str, budget: int = 30) -> str:

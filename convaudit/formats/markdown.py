@@ -13,7 +13,7 @@ from collections import Counter
 from ..records import Analysis, ConvLayer, Separable
 from .common import costliest, count, kernel, ratio, shape, si, summary_lines, where
 
-__all__ = ["render_markdown", "md", "md_code", "percent"]
+__all__ = ["render_markdown", "md", "md_code", "percent", "kept_energy"]
 
 TOP = 10
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # enough to stop emphasis, code spans, links and table cells
@@ -26,6 +26,13 @@ def percent(x: float) -> str:
         if not (0 < x < 1 and float(text[:-1]) in (0.0, 100.0)):
             return text
     return "<0.01%" if x < 0.5 else ">99.99%"
+
+
+def kept_energy(analysis: Analysis) -> float | None:
+    """MAC-weighted mean weight energy the m = 1 DW→PW forms keep, over candidates with weights."""
+    pairs = [(x.macs, x.separability.dw_pw[0]) for x in analysis.candidates if x.separability and x.separability.dw_pw]
+    total = sum(macs for macs, _ in pairs)
+    return sum(macs * e for macs, e in pairs) / total if total else None
 
 
 def md(text: object) -> str:
@@ -88,8 +95,14 @@ def _headline(a: Analysis) -> list[str]:
         "",
         f"**Predicted saving: {si(t.macs - t.macs_after)} MACs ({percent(1 - t.macs_after_ratio)}) and "
         f"{si(t.params - t.params_after)} params** — a prediction from shapes (depthwise→pointwise, "
-        "channel multiplier m = 1), not a measurement.",
+        "channel multiplier m = 1), not a measurement." + _energy_note(a),
     ]
+
+
+def _energy_note(a: Analysis) -> str:
+    """How faithful the m = 1 forms are, from the weights (empty when there were none to read)."""
+    kept = kept_energy(a)
+    return "" if kept is None else f" At m = 1 the candidates keep {percent(kept)} of their weight energy (MAC-weighted)."
 
 
 def _top(a: Analysis) -> list[str]:
@@ -100,10 +113,11 @@ def _top(a: Analysis) -> list[str]:
     lines = [
         f"**Top {len(top)} candidates** by predicted MAC savings (of {a.totals.candidates}):",
         "",
-        "| layer | source | kernel | in → out | MACs | predicted DW→PW MACs | × | params → predicted |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| layer | source | kernel | in → out | MACs | predicted DW→PW MACs | × | params → predicted | energy kept |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [_top_row(layer, layer.separable) for layer in top if layer.separable is not None]
+    lines += ["", "Energy kept: the share of the layer's weight energy the m = 1 form keeps (100% = exact; — = no weights)."]
     return lines
 
 
@@ -112,7 +126,8 @@ def _top_row(layer: ConvLayer, sep: Separable) -> str:
     return (
         f"| {md_code(layer.name)} | {md_code(_location(layer.source)) if layer.source else ''} | {kernel(layer)} | {io} "
         f"| {si(layer.macs)} | {si(sep.dw_pw.macs)} | {ratio(sep.dw_pw.macs_ratio)} "
-        f"| {count(layer.params)} → {count(sep.dw_pw.params)} |"
+        f"| {count(layer.params)} → {count(sep.dw_pw.params)} "
+        f"| {f'{layer.separability.dw_pw[0]:.0%}' if layer.separability and layer.separability.dw_pw else '—'} |"
     )
 
 
