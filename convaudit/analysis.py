@@ -17,7 +17,8 @@ from .errors import UsageError
 from .graph import build_graph, graph_view
 from .locate import definition_of
 from .records import Analysis, ConvLayer
-from .separability import separability, weight_of
+from .separability import separability as weight_separability
+from .separability import weight_of
 from .shapes import Call, FakeContext, propagate_fx, propagate_hooks
 from .trace import trace
 
@@ -41,6 +42,7 @@ def analyze(
     shape_rules: Mapping[Any, Any] | None = None,
     leaf_types: Sequence[type] = (),
     graph: bool = True,
+    separability: bool = True,
     source: str | None = None,
 ) -> Analysis:
     """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
@@ -54,6 +56,7 @@ def analyze(
         shape_rules: per-call shape rule overrides.
         leaf_types: module types the tracer must not trace into.
         graph: build the graph view.
+        separability: read candidate weights for the energy each separable form keeps.
         source: how the model was named by the user (shown in reports).
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
@@ -75,7 +78,9 @@ def analyze(
         calls, path, extra_aten = run.conv_calls, "hooks", run.aten
 
     locate = lambda name: definition_of(model, name)  # noqa: E731
-    layers = [_with_separability(model, layer) for layer in conv_layers(calls, model, locate)]
+    layers = conv_layers(calls, model, locate)
+    if separability:
+        layers = [_with_separability(model, layer) for layer in layers]
     if path == "fx":
         costs = [call_cost(c, rules) for c in calls]
         ops, total_macs, missing = op_summaries(calls, costs)
@@ -107,7 +112,7 @@ def _with_separability(model: nn.Module, layer: ConvLayer) -> ConvLayer:
     weight = weight_of(model, layer)
     if weight is None:
         return layer
-    return dataclasses.replace(layer, separability=separability(weight, layer.groups))
+    return dataclasses.replace(layer, separability=weight_separability(weight, layer.groups))
 
 
 def _inputs(example_inputs: Any, example_kwargs: Mapping[str, Any] | None, input_shape: Any) -> tuple[tuple, dict]:

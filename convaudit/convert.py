@@ -8,8 +8,8 @@ must equal the predicted ones.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,25 +132,19 @@ def _verify(
     source: str | None,
     settings: dict[str, Any],
 ) -> ConversionReport:
-    reference = copy.deepcopy(original).eval()
+    reference = original  # run in eval mode, flags restored after: no copy of the user's model needed
     module_names = [n for n in replaced if isinstance(_get(reference, n), _ConvNd)]
-    with torch.no_grad():
+    with torch.no_grad(), _eval_mode(reference), _eval_mode(converted):
         inputs = capture_conv_inputs(reference, module_names, [(args, kwargs)])
         expected = reference(*args, **kwargs)
-        was_training = [(m, m.training) for m in converted.modules()]
-        converted.eval()
-        try:
-            got = converted(*args, **kwargs)
-        finally:
-            for m, mode in was_training:
-                m.training = mode
+        got = converted(*args, **kwargs)
     layer_errors = {}
     with torch.no_grad():
         for name in module_names:
             conv = _get(reference, name)
             errs = [_rel_error(replaced[name](x), conv(x)) for x in inputs[name]]
             layer_errors[name] = max(errs) if errs else None
-    after = analyze(converted, args, kwargs, graph=False)
+    after = analyze(converted, args, kwargs, graph=False, separability=False)
     measured = {layer.name: layer for layer in after.layers}
     layers = []
     for choice in plan.choices:
@@ -183,6 +177,18 @@ def _verify(
         output_error=_output_error(got, expected), costs_match=costs_match, notes=tuple(notes),
         environment=_environment(),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block (no dropout, BatchNorm statistics left alone), training flags restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def _extra_params(layer: SeparableConv) -> int:

@@ -44,7 +44,10 @@ def rewrite(
     With ``calibration`` batches (args, kwargs), each conv's inputs are captured from real forwards;
     ``sequential`` captures them on the model converted so far (upstream layers already rewritten).
     """
-    target = model if inplace else copy.deepcopy(model)
+    originals = dict(model.named_modules(remove_duplicate=False))
+    # The convs about to be replaced are not worth copying: the copy shares them until they are swapped out.
+    memo = {id(originals[c.name]): originals[c.name] for c in choices if isinstance(originals.get(c.name), _ConvNd)}
+    target = model if inplace else copy.deepcopy(model, memo)
     modules = dict(target.named_modules(remove_duplicate=False))
     batches = list(calibration) if calibration is not None else None
     module_choices = [c for c in choices if isinstance(modules.get(c.name), _ConvNd)]

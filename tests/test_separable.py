@@ -152,3 +152,17 @@ def test_children_and_types() -> None:
     assert layer.conv_dw.groups == 4 and layer.conv_dw.stride == (2, 2) and layer.conv_pw.kernel_size == (1, 1)
     with pytest.raises(UsageError):
         SeparableConv.from_conv(nn.ConvTranspose2d(4, 8, 3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 12), st.booleans())
+def test_thin_svd_matches_lapack(batch: int, rows: int, cols: int, low_rank: bool) -> None:
+    from convaudit.decompose import thin_svd
+
+    a = torch.randn(batch, rows, cols, dtype=torch.float64)
+    if low_rank:
+        a = a[..., :1] @ torch.randn(batch, 1, cols, dtype=torch.float64)
+    u, s, vh = thin_svd(a)
+    scale = float(torch.linalg.svdvals(a).max()) + 1e-300
+    assert torch.allclose(s, torch.linalg.svdvals(a), atol=2e-7 * scale, rtol=0)
+    assert torch.allclose(u @ torch.diag_embed(s) @ vh, a, atol=1e-6 * scale, rtol=0)
