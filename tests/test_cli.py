@@ -141,3 +141,68 @@ def test_unknown_option_is_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["report", "x.py", "--frobnicate"])
     assert info.value.code == EXIT_USAGE
+
+
+# ---------------------------------------------------------------- convaudit convert
+
+
+def test_convert_writes_the_artifact(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sep"
+    assert main(["convert", str(EXAMPLES / "small_cnn.py"), "-o", str(out), "--rank", "full"]) == EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == ["conversion.html", "conversion.json", "model.py", "state_dict.pt"]
+    printed = capsys.readouterr().out
+    assert "measured = predicted" in printed and "converted because --rank full asks for it" in printed
+    report = json.loads((out / "conversion.json").read_text())
+    assert report["costs_match"] and report["output_error"] < 1e-5
+    html = (out / "conversion.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "http://" not in html and "https://" not in html
+
+
+@pytest.mark.parametrize(
+    "args,code,pattern",
+    [
+        (["--rank", "1", "--exact"], EXIT_FAILURE, "--exact: layer"),
+        (["--include", "layer9.*"], EXIT_USAGE, "--include 'layer9.*' matches no conv; convs are named like stem, conv64"),
+        (["--rank", "None"], EXIT_USAGE, "give a positive integer or 'full'"),
+        (["--target-macs", "0.01"], EXIT_USAGE, "cannot be met"),
+        (["--rank", "2", "--energy", "0.9"], EXIT_USAGE, "--rank cannot be combined"),
+        (["--init", "calibrated"], EXIT_USAGE, "needs calibration_inputs()"),
+        (["--style", "mobilenet"], EXIT_USAGE, "needs --init random"),
+    ],
+)
+def test_convert_bad_input_writes_nothing(tmp_path: Path, capsys, args: list, code: int, pattern: str) -> None:
+    out = tmp_path / "sep"
+    assert main(["convert", str(EXAMPLES / "small_cnn.py"), "-o", str(out), *args]) == code
+    assert pattern in one_line_error(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_refuses_an_existing_directory(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sep"
+    out.mkdir()
+    assert main(["convert", str(EXAMPLES / "small_cnn.py"), "-o", str(out)]) == EXIT_USAGE
+    assert "already exists; pass --force" in one_line_error(capsys.readouterr().err)
+    assert main(["convert", str(EXAMPLES / "small_cnn.py"), "-o", str(out), "--force", "-q"]) == EXIT_OK
+    assert (out / "model.py").exists()
+
+
+def test_convert_functional_conv_in_an_untraceable_model(tmp_path: Path, capsys) -> None:
+    model_py = tmp_path / "untraceable.py"
+    model_py.write_text(
+        "import torch, torch.nn as nn, torch.nn.functional as F\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 8, 3, padding=1)\n"
+        "        self.w = nn.Parameter(torch.randn(8, 8, 3, 3))\n"
+        "    def forward(self, x):\n"
+        "        x = self.conv(x)\n"
+        "        if x.shape[-1] > 4:\n"
+        "            x = F.conv2d(x, self.w, padding=1)\n"
+        "        return x\n"
+        "def example_inputs():\n"
+        "    return (torch.randn(1, 3, 8, 8),)\n"
+    )
+    assert main(["convert", str(model_py), "-o", str(tmp_path / "o"), "--include", "w"]) == EXIT_USAGE
+    line = one_line_error(capsys.readouterr().err)
+    assert "matches no conv" in line and "cannot be traced symbolically" in line
