@@ -15,7 +15,7 @@ from .costs import call_cost, conv_layers, layer_name, model_totals, op_summarie
 from .crosscheck import fvcore_count
 from .errors import UsageError
 from .graph import build_graph, graph_view
-from .locate import definition_of
+from .locate import definition_of, parameter_definition
 from .records import Analysis, ConvLayer
 from .separability import separability as weight_separability
 from .separability import weight_of
@@ -77,8 +77,9 @@ def analyze(
         run = propagate_hooks(model, fake_args, fake_kwargs, ctx)
         calls, path, extra_aten = run.conv_calls, "hooks", run.aten
 
-    locate = lambda name: definition_of(model, name)  # noqa: E731
-    layers = conv_layers(calls, model, locate)
+    layers = conv_layers(
+        calls, model, lambda name: definition_of(model, name), lambda target: parameter_definition(model, target)
+    )
     if separability:
         layers = [_with_separability(model, layer) for layer in layers]
     if path == "fx":

@@ -24,8 +24,13 @@ def _shape(t: Any) -> Shape:
     return tuple(t.shape) if isinstance(t, torch.Tensor) else ()
 
 
-def conv_layers(calls: list[Call], root: nn.Module, locate: Callable[[str], str | None]) -> list[ConvLayer]:
-    """One ConvLayer per conv (module or functional weight), its calls aggregated, in first-call order."""
+def conv_layers(
+    calls: list[Call], root: nn.Module, locate: Callable[[str], str | None], locate_param: Callable[[str], str | None]
+) -> list[ConvLayer]:
+    """One ConvLayer per conv (module or functional weight), its calls aggregated, in first-call order.
+
+    ``locate(module name)`` and ``locate_param(parameter target)`` give the defining file:line.
+    """
     grouped: dict[str, list[Call]] = defaultdict(list)
     for call in calls:
         if is_conv_call(call):
@@ -38,9 +43,15 @@ def conv_layers(calls: list[Call], root: nn.Module, locate: Callable[[str], str 
             i, o = _shape(call.args[0]), _shape(call.out)
             macs = sum(op.macs for op in call.aten) if call.aten is not None else call_macs(spec, i, o)
             shapes.append((i, o, macs))
-        where = group[0].name if group[0].node_op == "call_module" else (group[0].weight_target or "").rpartition(".")[0]
-        dtype = group[0].out.dtype if isinstance(group[0].out, torch.Tensor) else torch.float32
-        layers.append(build_layer(name, spec, shapes, dtype, locate(where or group[0].owner)))
+        first = group[0]
+        if first.node_op == "call_module":
+            source = locate(first.name)
+        elif first.weight_target:
+            source = locate_param(first.weight_target)
+        else:
+            source = locate(first.owner)
+        dtype = first.out.dtype if isinstance(first.out, torch.Tensor) else torch.float32
+        layers.append(build_layer(name, spec, shapes, dtype, source))
     return layers
 
 

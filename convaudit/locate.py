@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import torch.nn as nn
 
-__all__ = ["record_definitions", "definition_of"]
+__all__ = ["record_definitions", "definition_of", "parameter_definition"]
 
 _DEFINED: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 _TORCH = os.sep + "torch" + os.sep
@@ -64,6 +64,24 @@ def definition_of(root: nn.Module, qualified_name: str) -> str | None:
     found = _assignment_in_init(type(parent), attr)
     if parent_name and (found is None or _TORCH in found):  # e.g. inside an nn.Sequential: where was that made?
         return definition_of(root, parent_name) or found
+    return found or _init_line(type(parent))
+
+
+def _init_line(cls: type) -> str | None:
+    code = getattr(cls.__init__, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None
+
+
+def parameter_definition(root: nn.Module, target: str) -> str | None:
+    """file:line of ``self.<param> = ...`` in the owning module's class (a functional conv's weight)."""
+    owner_name, _, attr = target.rpartition(".")
+    try:
+        owner = root.get_submodule(owner_name)
+    except AttributeError:
+        return None
+    found = _assignment_in_init(type(owner), attr)
+    if found is None or _TORCH in found:
+        return definition_of(root, owner_name) if owner_name else found
     return found
 
 
@@ -79,4 +97,4 @@ def _assignment_in_init(cls: type, attr: str) -> str | None:
     for lineno in range(init.co_firstlineno, last + 1):
         if pattern.search(linecache.getline(path, lineno)):
             return f"{path}:{lineno}"
-    return f"{path}:{init.co_firstlineno}"
+    return None

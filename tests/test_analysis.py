@@ -209,3 +209,26 @@ def test_needs_inputs() -> None:
         convaudit.analyze(nets.Seed64())
 
 
+
+
+def test_source_locations_point_at_the_defining_lines() -> None:
+    loaded = load_example("residual_net")
+    a = convaudit.analyze(loaded.model, loaded.args)
+    by = {layer.name: layer.source for layer in a.layers}
+    path = str(EXAMPLES / "residual_net.py")
+    lines = Path(path).read_text().splitlines()
+
+    def line_of(source: str) -> str:
+        file, _, n = source.rpartition(":")
+        assert file == path
+        return lines[int(n) - 1]
+
+    assert "self.conv1 = nn.Conv2d" in line_of(by["block1.conv1"])
+    assert "self.stem = SameConv2d" in line_of(by["stem"])
+    assert "self.weight = nn.Parameter" in line_of(by["head"])  # functional conv: where its weight is made
+
+
+def test_source_locations_without_recorded_definitions() -> None:
+    a = convaudit.analyze(nets.Seed64(), input_shape=(1, 64, 8, 8))  # built here, not through convaudit's loader
+    file, _, n = a.layers[0].source.rpartition(":")
+    assert file.endswith("nets.py") and "self.conv = nn.Conv2d" in Path(file).read_text().splitlines()[int(n) - 1]

@@ -40,3 +40,17 @@ def test_graph_section() -> None:
 
 def test_schema_version_is_documented() -> None:
     assert f"schema {records.SCHEMA_VERSION}" in DOC
+
+
+def test_records_and_renderers_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, convaudit.records, convaudit.formats.html, convaudit.formats.markdown, convaudit.formats.text\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).resolve().parents[1]))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -7,7 +7,10 @@ from typing import Any
 
 from ..records import Analysis, ConvLayer
 
-__all__ = ["count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel", "likely_contractions"]
+__all__ = [
+    "count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel", "likely_contractions", "percent",
+    "kept_energy",
+]  # fmt: skip
 
 
 def count(n: int | None) -> str:
@@ -63,6 +66,22 @@ def costliest(analysis: Analysis, n: int = 10) -> list[ConvLayer]:
     cands = [layer for layer in analysis.layers if layer.candidate and layer.separable]
     cands.sort(key=lambda layer: layer.macs - layer.separable.dw_pw.macs, reverse=True)  # type: ignore[union-attr]
     return cands[:n]
+
+
+def percent(x: float) -> str:
+    """0.9997 → '99.97%': one decimal, more where one would round a partial share to 0% or 100%."""
+    for digits in (1, 2):
+        text = f"{x:.{digits}%}"
+        if not (0 < x < 1 and float(text[:-1]) in (0.0, 100.0)):
+            return text
+    return "<0.01%" if x < 0.5 else ">99.99%"
+
+
+def kept_energy(analysis: Analysis) -> float | None:
+    """MAC-weighted mean weight energy the m = 1 DW→PW forms keep, over candidates with weights."""
+    pairs = [(x.macs, x.separability.dw_pw[0]) for x in analysis.candidates if x.separability and x.separability.dw_pw]
+    total = sum(macs for macs, _ in pairs)
+    return sum(macs * e for macs, e in pairs) / total if total else None
 
 
 _CONTRACTION_HINTS = ("attention", "mm", "matmul", "conv", "einsum", "linear", "dot")

@@ -20,8 +20,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..records import Analysis, ConvLayer, OpSummary
-from .common import count, kernel, likely_contractions, ratio, shape, si, where
-from .markdown import kept_energy, percent
+from .common import count, kept_energy, kernel, likely_contractions, percent, ratio, shape, si, where
 
 __all__ = ["render_html", "view_model", "template_root", "script_json"]
 

@@ -11,28 +11,12 @@ import re
 from collections import Counter
 
 from ..records import Analysis, ConvLayer, Separable
-from .common import costliest, count, kernel, ratio, shape, si, summary_lines, where
+from .common import costliest, count, kept_energy, kernel, percent, ratio, shape, si, summary_lines, where
 
-__all__ = ["render_markdown", "md", "md_code", "percent", "kept_energy"]
+__all__ = ["render_markdown", "md", "md_code"]
 
 TOP = 10
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # enough to stop emphasis, code spans, links and table cells
-
-
-def percent(x: float) -> str:
-    """0.9997 → '99.97%': one decimal, more where one would round a partial share to 0% or 100%."""
-    for digits in (1, 2):
-        text = f"{x:.{digits}%}"
-        if not (0 < x < 1 and float(text[:-1]) in (0.0, 100.0)):
-            return text
-    return "<0.01%" if x < 0.5 else ">99.99%"
-
-
-def kept_energy(analysis: Analysis) -> float | None:
-    """MAC-weighted mean weight energy the m = 1 DW→PW forms keep, over candidates with weights."""
-    pairs = [(x.macs, x.separability.dw_pw[0]) for x in analysis.candidates if x.separability and x.separability.dw_pw]
-    total = sum(macs for macs, _ in pairs)
-    return sum(macs * e for macs, e in pairs) / total if total else None
 
 
 def md(text: object) -> str:
