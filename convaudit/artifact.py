@@ -250,22 +250,25 @@ def _resolve(model: nn.Module, target: str, tracer: ConvTracer) -> Any:
     return obj
 
 
+#: Names fx's generated code may use that are not importable by their own __module__/__qualname__.
+_SPECIAL_IMPORTS = {
+    "torch": None,  # always imported
+    "device": "from torch import device",
+    "inf": "from math import inf",
+    "nan": "from math import nan",
+    "NoneType": "NoneType = type(None)",
+    "fx_pytree": "import torch.fx._pytree as fx_pytree",
+    "pytree": "import torch.utils._pytree as pytree",
+}
+
+
 def _imports(globals_: dict[str, Any]) -> list[str]:
+    """Import lines for the globals the graph's code uses."""
     out = []
     for name, obj in sorted(globals_.items()):
-        if name in ("torch", "inf", "nan", "NoneType", "device", "fx_pytree", "pytree") or name.startswith("__"):
-            if name == "device":
-                out.append("from torch import device")
-            elif name == "inf":
-                out.append("from math import inf")
-            elif name == "nan":
-                out.append("from math import nan")
-            elif name == "NoneType":
-                out.append("NoneType = type(None)")
-            elif name == "fx_pytree":
-                out.append("import torch.fx._pytree as fx_pytree")
-            elif name == "pytree":
-                out.append("import torch.utils._pytree as pytree")
+        if name in _SPECIAL_IMPORTS or name.startswith("__"):
+            if _SPECIAL_IMPORTS.get(name):
+                out.append(_SPECIAL_IMPORTS[name])
             continue
         if inspect.ismodule(obj):
             out.append(f"import {obj.__name__} as {name}" if obj.__name__ != name else f"import {name}")
