@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "analyze": "analysis",
-    "convert": "convert",
-    "Conversion": "convert",
+    "convert": "conversion",
+    "Conversion": "conversion",
     "load_converted": "artifact",
     "Analysis": "records",
     "ConvLayer": "records",
@@ -36,7 +36,7 @@ __all__ = [*_EXPORTS, "__version__"]
 if TYPE_CHECKING:
     from .analysis import analyze
     from .artifact import load_converted
-    from .convert import Conversion, convert
+    from .conversion import Conversion, convert
     from .records import SCHEMA_VERSION, Analysis, ConversionReport, ConvLayer
     from .separable import SeparableConv, SeparableConv1d, SeparableConv2d, SeparableConv3d
 

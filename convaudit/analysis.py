@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.conv import _ConvNd
 
 from . import __version__
 from .costs import call_cost, conv_layers, layer_name, model_totals, op_summaries, uncosted
@@ -96,13 +97,18 @@ def analyze(
     if cross_check:
         conv_names = [layer.name for layer in layers if layer.op == "module"]
         checked = fvcore_count(model, args, kwargs, conv_names, _activation_bytes(calls))
-    warnings = [] if layers else ["the model has no convolutions: there is nothing to rewrite"]
+    listed = {layer.name for layer in layers}
+    uncalled = tuple(
+        name for name, m in model.named_modules() if isinstance(m, _ConvNd) and name not in listed
+    )  # fmt: skip
+    warnings = [] if layers or uncalled else ["the model has no convolutions: there is nothing to rewrite"]
     return Analysis(
         model=source or type(model).__name__,
         model_class=f"{type(model).__module__}.{type(model).__qualname__}",
         input_shapes=tuple(tuple(a.shape) for a in _flat_tensors(args, kwargs)),
         trace_path=path, trace_note=note, layers=tuple(layers), ops=tuple(ops), uncosted_ops=tuple(missing),
         totals=totals, cross_check=checked, graph=view, environment=_environment(), warnings=tuple(warnings),
+        uncalled_convs=uncalled,
     )  # fmt: skip
 
 

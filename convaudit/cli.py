@@ -125,7 +125,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from .artifact import write_artifact
-    from .convert import convert, materialize
+    from .conversion import convert, materialize
     from .formats.conversion import render_conversion_html, render_conversion_text
     from .load import load, parse_shape
 

@@ -117,6 +117,7 @@ def plan_conversion(
             skipped.append((layer.name, "functional conv seen without a symbolic trace: cannot be rewritten"))
         else:
             pool.append(layer)
+    skipped.extend((name, "never called in forward at these inputs") for name in analysis.uncalled_convs)
     if target_macs is not None:
         choices, notes = _meet_budget(analysis, pool, order, target_macs, skipped)
     else:

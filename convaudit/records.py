@@ -191,6 +191,7 @@ class Analysis:
     graph: GraphView | None
     environment: dict[str, str]
     warnings: tuple[str, ...] = ()
+    uncalled_convs: tuple[str, ...] = ()  #: conv modules the forward never ran at these inputs
     schema_version: str = SCHEMA_VERSION
 
     @property
@@ -228,6 +229,7 @@ class Analysis:
             else None,
             environment=dict(data["environment"]),
             warnings=tuple(data.get("warnings", ())),
+            uncalled_convs=tuple(data.get("uncalled_convs", ())),
             schema_version=data["schema_version"],
         )
 

@@ -17,6 +17,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from .decompose import Factors, dw_pw_factors, full_rank, patch_covariance, pw_dw_factors
 from .errors import UsageError
+from .registry import own_forward
 
 __all__ = ["SeparableConv", "SeparableConv1d", "SeparableConv2d", "SeparableConv3d", "separable_class", "ORDERS", "INITS"]
 
@@ -108,8 +109,11 @@ class SeparableConv(nn.Module):
                 dw_pw only), or "random" (fresh init, e.g. with ``style="mobilenet"`` for training).
             calibration: batches of *inputs to this conv*.
         """
-        if type(conv) not in _CONV.values():
-            raise UsageError(f"{type(conv).__name__} is not a plain Conv1d/2d/3d; only those are rewritten from .weight")
+        base = next((c for c in _CONV.values() if isinstance(conv, c)), None)
+        if base is None or own_forward(type(conv), base):
+            raise UsageError(
+                f"{type(conv).__name__} is not a Conv1d/2d/3d computing what its base computes; only those are rewritten from .weight"
+            )
         dims = len(conv.kernel_size)
         target = separable_class(dims)
         groups = conv.groups

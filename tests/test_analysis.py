@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import convaudit
+from convaudit.policy import plan_conversion
 from convaudit.records import Analysis
 from tests.fixtures import nets
 
@@ -232,3 +233,19 @@ def test_source_locations_without_recorded_definitions() -> None:
     a = convaudit.analyze(nets.Seed64(), input_shape=(1, 64, 8, 8))  # built here, not through convaudit's loader
     file, _, n = a.layers[0].source.rpartition(":")
     assert file.endswith("nets.py") and "self.conv = nn.Conv2d" in Path(file).read_text().splitlines()[int(n) - 1]
+
+
+def test_convs_never_called_are_listed() -> None:
+    class Aux(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.main = nn.Conv2d(3, 4, 3)
+            self.aux = nn.Conv2d(4, 4, 3)
+
+        def forward(self, x):
+            return self.main(x)
+
+    a = convaudit.analyze(Aux(), input_shape=(1, 3, 8, 8))
+    assert [layer.name for layer in a.layers] == ["main"] and a.uncalled_convs == ("aux",)
+    plan = plan_conversion(a)
+    assert ("aux", "never called in forward at these inputs") in plan.skipped

@@ -9,7 +9,7 @@ import torch.fx
 import torch.nn as nn
 
 import convaudit
-from convaudit.convert import VerificationError
+from convaudit.conversion import VerificationError
 from convaudit.errors import UsageError
 from convaudit.load import load
 from convaudit.separable import SeparableConv

@@ -166,3 +166,19 @@ def test_thin_svd_matches_lapack(batch: int, rows: int, cols: int, low_rank: boo
     scale = float(torch.linalg.svdvals(a).max()) + 1e-300
     assert torch.allclose(s, torch.linalg.svdvals(a), atol=2e-7 * scale, rtol=0)
     assert torch.allclose(u @ torch.diag_embed(s) @ vh, a, atol=1e-6 * scale, rtol=0)
+
+
+def test_subclasses_without_their_own_forward_are_rewritten() -> None:
+    class Conv3DSimple(nn.Conv3d):  # like torchvision's video resnet: only __init__ differs
+        def __init__(self) -> None:
+            super().__init__(4, 6, 3, padding=1, bias=False)
+
+    class SameConv(nn.Conv2d):
+        def forward(self, x):  # pragma: no cover - never run
+            return super().forward(x)
+
+    conv = Conv3DSimple()
+    x = torch.randn(1, 4, 5, 6, 7)
+    assert rel_err(SeparableConv.from_conv(conv, rank="full")(x), conv(x)) < 1e-5
+    with pytest.raises(UsageError, match="SameConv is not a Conv1d/2d/3d computing what its base computes"):
+        SeparableConv.from_conv(SameConv(4, 6, 3))

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.zoo
 
 aten = torch.ops.aten
 
-#: rank="full" must be exact to this relative error (convaudit.convert.EXACT_TOLERANCE, what ``exact=True`` enforces).
+#: rank="full" must be exact to this relative error (convaudit.conversion.EXACT_TOLERANCE, what ``exact=True`` enforces).
 EXACT_TOLERANCE = 1e-4
 
 # ---------------------------------------------------------------- models and inputs

@@ -118,5 +118,8 @@ def summary_lines(analysis: Analysis) -> list[str]:
     if analysis.uncosted_ops:
         lines.append(f"not costed ({len(analysis.uncosted_ops)}): {', '.join(analysis.uncosted_ops[:8])}"
                      + (" …" if len(analysis.uncosted_ops) > 8 else ""))  # fmt: skip
+    if analysis.uncalled_convs:
+        lines.append(f"never called at these inputs ({len(analysis.uncalled_convs)}): {', '.join(analysis.uncalled_convs[:8])}"
+                     + (" …" if len(analysis.uncalled_convs) > 8 else ""))  # fmt: skip
     lines.extend(f"note: {w}" for w in analysis.warnings)
     return lines

@@ -96,6 +96,7 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "predicted": _predicted(analysis),
         "cross_check": _cross_check(analysis),
         "uncosted_ops": list(analysis.uncosted_ops),
+        "uncalled_convs": list(analysis.uncalled_convs),
         "warnings": list(analysis.warnings),
         "skipped": [
             {"reason": r, "count": n}
