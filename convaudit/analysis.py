@@ -43,7 +43,7 @@ def analyze(
     shape_rules: Mapping[Any, Any] | None = None,
     leaf_types: Sequence[type] = (),
     graph: bool = True,
-    separability: bool = True,
+    separability: bool = False,
     source: str | None = None,
 ) -> Analysis:
     """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
@@ -57,13 +57,14 @@ def analyze(
         shape_rules: per-call shape rule overrides.
         leaf_types: module types the tracer must not trace into.
         graph: build the graph view.
-        separability: read candidate weights for the energy each separable form keeps.
+        separability: read candidate weights for the energy each separable form keeps (an SVD per
+            channel: off by default so analysis stays at about one forward's time; the CLI turns it on).
         source: how the model was named by the user (shown in reports).
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
     """
     args, kwargs = _inputs(example_inputs, example_kwargs, input_shape)
-    ctx = FakeContext()
+    ctx = FakeContext(next((p.device for p in model.parameters()), torch.device("cpu")))
     fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)
     try:
         traced = trace(model, leaf_types)

@@ -103,7 +103,8 @@ def _report(args: argparse.Namespace) -> int:
     shapes = [parse_shape(s) for s in args.input_shape]
     loaded = load(args.source, entry=args.entry, input_shapes=shapes)
     analysis = analyze(
-        loaded.model, loaded.args, loaded.kwargs, cross_check=not args.no_cross_check, source=loaded.source,
+        loaded.model, loaded.args, loaded.kwargs, cross_check=not args.no_cross_check, separability=True,
+        source=loaded.source,
     )  # fmt: skip
     if loaded.notes:
         from dataclasses import replace

@@ -73,10 +73,17 @@ def thin_svd(a: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch
 
 
 def singular_values(a: torch.Tensor) -> torch.Tensor:
-    """Batched singular values (b, min(r, c)), descending, from the small Gram matrix's eigenvalues."""
-    a = a.double()
+    """Batched singular values (b, min(r, c)), descending, from the small Gram matrix's eigenvalues.
+
+    NB: the Gram matrix is accumulated at the weight's own precision (float32 for most models; a
+    float64 copy of every weight would cost more than the whole shape analysis) and solved in float64:
+    energy shares come out to ~1e-6, which is all a report shows.
+    """
+    a = a.detach()
+    if not a.is_floating_point() or a.dtype in (torch.float16, torch.bfloat16):
+        a = a.float()
     gram = a.transpose(-1, -2) @ a if a.shape[-1] <= a.shape[-2] else a @ a.transpose(-1, -2)
-    return torch.linalg.eigvalsh(gram).flip(-1).clamp_min(0).sqrt()
+    return torch.linalg.eigvalsh(gram.double()).flip(-1).clamp_min(0).sqrt()
 
 
 def energy(singular_values: torch.Tensor, m: int) -> float:

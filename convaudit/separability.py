@@ -31,7 +31,7 @@ def weight_of(model: nn.Module, layer: ConvLayer) -> torch.Tensor | None:
 @torch.no_grad()
 def separability(weight: torch.Tensor, groups: int) -> Separability:
     """Cumulative energy shares for dw_pw (per input channel) and pw_dw (per output channel)."""
-    w = weight.detach().double()
+    w = weight.detach()
     c_out, c_in_g = w.shape[:2]
     k = math.prod(w.shape[2:])
     per_in = w.reshape(groups, c_out // groups, c_in_g, k).permute(0, 2, 1, 3).reshape(-1, c_out // groups, k)

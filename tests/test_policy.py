@@ -29,7 +29,7 @@ class Three(nn.Module):
 
 @pytest.fixture(scope="module")
 def analysis():
-    return convaudit.analyze(Three(), input_shape=(1, 8, 12, 12))
+    return convaudit.analyze(Three(), input_shape=(1, 8, 12, 12), separability=True)
 
 
 def test_rank_one_everywhere(analysis) -> None:

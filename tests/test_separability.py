@@ -23,7 +23,8 @@ def test_energy_matches_the_layers(groups: int, cin: int, cout: int, k: int) -> 
 
 def test_analysis_reports_separability_for_candidates_only() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 1))
-    a = convaudit.analyze(model, input_shape=(1, 3, 8, 8))
+    assert convaudit.analyze(model, input_shape=(1, 3, 8, 8)).layers[0].separability is None  # opt-in
+    a = convaudit.analyze(model, input_shape=(1, 3, 8, 8), separability=True)
     assert len(a.layers[0].separability.dw_pw) == 8 and len(a.layers[0].separability.pw_dw) == 3
     assert a.layers[1].separability is None
 
@@ -31,5 +32,5 @@ def test_analysis_reports_separability_for_candidates_only() -> None:
 def test_meta_weights_have_no_separability() -> None:
     with torch.device("meta"):
         model = nn.Sequential(nn.Conv2d(3, 8, 3))
-    a = convaudit.analyze(model, input_shape=(1, 3, 8, 8))
+    a = convaudit.analyze(model, input_shape=(1, 3, 8, 8), separability=True)
     assert a.layers[0].candidate and a.layers[0].separability is None
