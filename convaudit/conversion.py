@@ -135,8 +135,9 @@ def _verify(
     reference = original  # run in eval mode, flags restored after: no copy of the user's model needed
     module_names = [n for n in replaced if isinstance(_get(reference, n), _ConvNd)]
     with torch.no_grad(), _eval_mode(reference), _eval_mode(converted):
-        inputs = capture_conv_inputs(reference, module_names, [(args, kwargs)])
-        expected = reference(*args, **kwargs)
+        outputs: list[Any] = []
+        inputs = capture_conv_inputs(reference, module_names, [(args, kwargs)], outputs)
+        expected = outputs[0]
         got = converted(*args, **kwargs)
     layer_errors = {}
     with torch.no_grad():
@@ -168,6 +169,11 @@ def _verify(
         (layer.params_measured, layer.macs_measured) == (layer.params_predicted, layer.macs_predicted) for layer in layers
     )
     notes = list(plan.notes)
+    if settings.get("sequential"):
+        notes.append(
+            "per-layer errors are measured on the inputs each conv gets in the original model; with --sequential each "
+            "layer was fitted to its inputs in the model converted so far"
+        )
     if not costs_match:
         notes.append("measured costs differ from the predicted ones: please report this as a bug")
     return ConversionReport(

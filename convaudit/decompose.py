@@ -114,6 +114,10 @@ def dw_pw_factors(weight: torch.Tensor, groups: int, m: int, covariance: torch.T
     pw = torch.zeros(c_in, c_out // groups, m, dtype=torch.float64)
     dw[:, :kept] = vh[:, :kept]
     pw[:, :, :kept] = u[:, :, :kept] * s[:, None, :kept]
+    if covariance is not None:  # D = Vᵀ L⁻¹ has arbitrary row norms: move each kernel's scale into P
+        norms = dw.norm(dim=-1)  # (Cin, m)
+        dw = dw / torch.where(norms > 0, norms, 1.0).unsqueeze(-1)
+        pw = pw * norms.unsqueeze(1)
     # pw[i] is (Cout/g, m) for input channel i = gi·(Cin/g) + j  →  weight[gi·Cout/g + o, j·m + r]
     c_in_g = c_in // groups
     pw = pw.reshape(groups, c_in_g, c_out // groups, m).permute(0, 2, 1, 3).reshape(c_out, c_in_g * m)
@@ -125,10 +129,18 @@ def dw_pw_factors(weight: torch.Tensor, groups: int, m: int, covariance: torch.T
 
 
 def _cholesky(cov: torch.Tensor, k: int) -> torch.Tensor:
-    """Lower Cholesky factor of each channel's covariance, regularised so it always exists."""
-    scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)[:, None, None]
+    """Lower Cholesky factor of each channel's covariance, regularised layer-wide so it always exists.
+
+    A channel that was (nearly) silent on the calibration data carries no information about how to
+    fit it: it gets the isotropic covariance, i.e. the plain weight-space fit, instead of a near-zero
+    factor whose inverse would blow its depthwise kernel up once the channel wakes.
+    """
+    activity = cov.diagonal(dim1=-2, dim2=-1).mean(-1)  # (Cin,) mean patch energy per tap
+    level = float(activity.mean()) if float(activity.mean()) > 0 else 1.0
     eye = torch.eye(k, dtype=cov.dtype)
-    return torch.linalg.cholesky(cov + 1e-6 * scale * eye)
+    silent = activity <= 1e-6 * level
+    cov = torch.where(silent[:, None, None], level * eye, cov + 1e-6 * level * eye)
+    return torch.linalg.cholesky(cov)
 
 
 def _map_back(vh: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:

@@ -96,8 +96,13 @@ def replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> int:
 
 
 @torch.no_grad()
-def capture_conv_inputs(model: nn.Module, names: Sequence[str], batches: Sequence[tuple[tuple, dict]]) -> dict[str, list[torch.Tensor]]:
-    """Inputs each named conv module receives over real forwards of ``batches`` (global hooks; nothing left behind)."""
+def capture_conv_inputs(
+    model: nn.Module, names: Sequence[str], batches: Sequence[tuple[tuple, dict]], outputs: list[Any] | None = None
+) -> dict[str, list[torch.Tensor]]:
+    """Inputs each named conv module receives over real forwards of ``batches`` (global hooks; nothing left behind).
+
+    ``outputs``, when given, collects the model's output for each batch (so a caller needs no second forward).
+    """
     wanted = {id(model.get_submodule(n)): n for n in names}
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in names}
 
@@ -111,7 +116,9 @@ def capture_conv_inputs(model: nn.Module, names: Sequence[str], batches: Sequenc
     try:
         model.eval()
         for args, kwargs in batches:
-            model(*args, **kwargs)
+            out = model(*args, **kwargs)
+            if outputs is not None:
+                outputs.append(out)
     finally:
         handle.remove()
         for m, mode in was_training:

@@ -182,3 +182,21 @@ def test_subclasses_without_their_own_forward_are_rewritten() -> None:
     assert rel_err(SeparableConv.from_conv(conv, rank="full")(x), conv(x)) < 1e-5
     with pytest.raises(UsageError, match="SameConv is not a Conv1d/2d/3d computing what its base computes"):
         SeparableConv.from_conv(SameConv(4, 6, 3))
+
+
+def test_calibration_with_a_silent_channel_stays_sane() -> None:
+    """A channel that is zero on the calibration data falls back to the weight-space fit."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3, padding=1, bias=False)
+    x = smooth_inputs(16, c=4)
+    x[:, 2] = 0.0
+    cal = SeparableConv.from_conv(conv, rank=1, init="calibrated", calibration=[x])
+    svd = SeparableConv.from_conv(conv, rank=1)
+    dw_norms = cal.conv_dw.weight.detach().flatten(1).norm(dim=1)
+    assert torch.allclose(dw_norms, torch.ones_like(dw_norms), atol=1e-5)  # scale lives in the pointwise part
+    # the silent channel's factors equal the weight-space fit's (up to the sign of the singular vectors)
+    a, b = cal.conv_dw.weight[2].flatten(), svd.conv_dw.weight[2].flatten()
+    assert torch.allclose(a.abs(), b.abs(), atol=1e-5)
+    awake = x.clone()
+    awake[:, 2] = smooth_inputs(16, c=1)[:, 0]
+    assert rel_err(cal(awake), conv(awake)) < 2 * rel_err(svd(awake), conv(awake))
