@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--init", default="svd", choices=["svd", "calibrated", "random"], help="default svd")
     conv.add_argument("--style", choices=["mobilenet"], help="BN+ReLU between the parts (with --init random only)")
     conv.add_argument("--sequential", action="store_true", help="calibrate each layer on the model converted so far")
+    conv.add_argument(
+        "--recalibrate-bn", action="store_true", help="re-estimate BatchNorm statistics on calibration_inputs() after the rewrite"
+    )
     conv.add_argument("--include", action="append", default=[], metavar="GLOB", help="convert only matching layers")
     conv.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching layers alone")
     conv.add_argument("--min-savings", type=float, default=0.0, metavar="SHARE", help="skip layers saving less (e.g. 0.5)")
@@ -144,14 +147,15 @@ def _convert(args: argparse.Namespace) -> int:
     shapes = [parse_shape(s) for s in args.input_shape]
     loaded = load(args.source, entry=args.entry, input_shapes=shapes)
     calibration = None
-    if args.init == "calibrated":
+    if args.init == "calibrated" or args.recalibrate_bn:
         fn = loaded.namespace.get("calibration_inputs")
         if not callable(fn):
-            raise UsageError(f"--init calibrated needs calibration_inputs() in {args.source} (an iterable of input batches)")
+            flag = "--init calibrated" if args.init == "calibrated" else "--recalibrate-bn"
+            raise UsageError(f"{flag} needs calibration_inputs() in {args.source} (an iterable of input batches)")
         calibration = list(fn())
     result = convert(
         loaded.model, loaded.args, loaded.kwargs, rank=rank, order=args.order, init=args.init, calibration=calibration,
-        sequential=args.sequential, style=args.style, include=args.include, exclude=args.exclude,
+        sequential=args.sequential, recalibrate_bn=args.recalibrate_bn, style=args.style, include=args.include, exclude=args.exclude,
         min_savings=args.min_savings, energy=args.energy, target_macs=args.target_macs, exact=args.exact,
         source=loaded.source,
     )  # fmt: skip

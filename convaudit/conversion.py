@@ -22,7 +22,7 @@ from .analysis import _environment, _inputs, analyze
 from .errors import ConvauditError, UsageError
 from .policy import Choice, Plan, plan_conversion, with_mobilenet_norms
 from .records import Analysis, ConversionReport, ConvertedLayer
-from .rewrite import capture_conv_inputs, rewrite
+from .rewrite import capture_conv_inputs, recalibrate_batchnorm, rewrite
 from .separable import SeparableConv
 
 __all__ = ["convert", "Conversion", "VerificationError", "EXACT_TOLERANCE", "materialize"]
@@ -55,6 +55,7 @@ def convert(
     init: str = "svd",
     calibration: Iterable[Any] | None = None,
     sequential: bool = False,
+    recalibrate_bn: bool = False,
     style: str | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
@@ -74,6 +75,8 @@ def convert(
         init: "svd" (default), "calibrated" (needs ``calibration``), or "random" (training from scratch).
         calibration: batches of model inputs (each a tensor, a tuple, or (args, kwargs)).
         sequential: calibrate each layer on the model converted so far.
+        recalibrate_bn: re-estimate the converted model's BatchNorm statistics on the calibration batches
+            (any init; often the largest training-free gain).
         style: "mobilenet" puts BN+ReLU between the parts (only with init="random").
         inplace: rewrite ``model`` itself instead of a copy.
         exact: raise :class:`VerificationError` when a layer's error exceeds ``EXACT_TOLERANCE``.
@@ -84,6 +87,8 @@ def convert(
     real_args, real_kwargs = materialize(args), materialize(kwargs)
     if init == "calibrated" and calibration is None:
         raise UsageError("init='calibrated' needs calibration batches (calibration_inputs() in model.py)")
+    if recalibrate_bn and calibration is None:
+        raise UsageError("--recalibrate-bn needs calibration batches (calibration_inputs() in model.py)")
     if style is not None and init != "random":
         raise UsageError("--style mobilenet is for training from scratch: it needs --init random")
     if style is not None and order != "dw_pw":
@@ -105,6 +110,8 @@ def convert(
         model, plan.choices, factory, inplace=inplace, calibration=batches if init == "calibrated" else None,
         sequential=sequential,
     )  # fmt: skip
+    if recalibrate_bn and batches:
+        recalibrate_batchnorm(converted, batches)
     report = _verify(model, converted, replaced, before, plan, real_args, real_kwargs, init, source, _settings(locals()))
     if exact:
         bad = [layer for layer in report.layers if layer.relative_error is not None and layer.relative_error > EXACT_TOLERANCE]
@@ -116,7 +123,7 @@ def convert(
 
 
 def _settings(scope: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rank", "order", "init", "sequential", "style", "include", "exclude", "min_savings", "energy", "target_macs")
+    keys = ("rank", "order", "init", "sequential", "recalibrate_bn", "style", "include", "exclude", "min_savings", "energy", "target_macs")
     return {k: (list(scope[k]) if isinstance(scope[k], tuple) else scope[k]) for k in keys}
 
 

@@ -24,7 +24,7 @@ from .policy import Choice
 from .separable import SeparableConv
 from .trace import ConvTracer
 
-__all__ = ["rewrite", "rebuild_structure", "replace_module", "capture_conv_inputs", "functional_as_module"]
+__all__ = ["rewrite", "recalibrate_batchnorm", "rebuild_structure", "replace_module", "capture_conv_inputs", "functional_as_module"]
 
 #: Builds the replacement for one chosen conv: (choice, the conv as a module, its calibration inputs) → layer.
 Factory = Callable[[Choice, _ConvNd, "list[torch.Tensor] | None"], SeparableConv]
@@ -80,6 +80,35 @@ def rebuild_structure(model: nn.Module, layers: Sequence[dict[str, Any]]) -> nn.
 
     converted, _ = rewrite(model, choices, factory, inplace=True)
     return converted
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Sequence[tuple[tuple, dict]]) -> int:
+    """Re-estimate every BatchNorm's running statistics on ``batches``; returns how many were updated.
+
+    After a rewrite the layers below a converted conv see slightly different activations; their stored
+    statistics no longer fit. Only BatchNorm modules run in training mode here (dropout stays off), with
+    a cumulative average (momentum None); momentum and training flags are restored afterwards.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    flags = [(m, m.training) for m in model.modules()]
+    momenta = [(m, m.momentum) for m in norms]
+    try:
+        model.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for args, kwargs in batches:
+            model(*args, **kwargs)
+    finally:
+        for m, momentum in momenta:
+            m.momentum = momentum
+        for m, mode in flags:
+            m.training = mode
+    return len(norms)
 
 
 def replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> int:

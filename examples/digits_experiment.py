@@ -16,8 +16,7 @@ What it does, with fixed seeds (single-threaded by default: this model is too sm
    the convs' real inputs from 4 training batches), calibrated with ``sequential=True`` (each layer
    fitted on the inputs it gets from the layers already converted) and ``init="random"`` (same
    structure, fresh weights). Prints the training-free test accuracy, the same after re-estimating the
-   BatchNorm statistics on the calibration batches (a training-free step of this example, not of
-   convaudit), the output error and per-layer errors from the report, the largest depthwise kernel
+   BatchNorm statistics on the calibration batches (``recalibrate_bn=True``, training-free), the output error and per-layer errors from the report, the largest depthwise kernel
    norm, and params/MACs before and after (measured on the converted model);
 3. fine-tunes every converted model for the same number of steps (the same batches, the same
    optimiser), printing test accuracy at three points, and the unconverted model as a reference;
@@ -164,22 +163,16 @@ def train(
 # ------------------------------------------------------------------------------------------ experiment
 
 
-@torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> nn.Module:
-    """A copy whose BatchNorm running statistics are recomputed on ``batches`` (no gradients, no labels).
-
-    Not part of convaudit: a cheap training-free step shown beside the conversion, because a rank-1
-    rewrite changes each conv's output mean and variance while the following BatchNorm keeps the old ones.
+    """A copy whose BatchNorm statistics are re-estimated on ``batches``: what ``recalibrate_bn=True``
+    (``convaudit convert --recalibrate-bn``) does to the converted model, applied here after the fact so
+    one conversion shows both numbers.
     """
-    model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches
-    model.train()
-    for x in batches:
-        model(x)
-    return model.eval()
+    from convaudit.rewrite import recalibrate_batchnorm
+
+    model = copy.deepcopy(model).eval()
+    recalibrate_batchnorm(model, [((x,), {}) for x in batches])
+    return model
 
 
 def max_depthwise_norm(model: nn.Module) -> float:
@@ -288,7 +281,7 @@ def _run(opts: argparse.Namespace, say: Any) -> Results:
     say(f"\n[2] convaudit.convert(model, test images, rank=1, order='dw_pw', init=...); calibration = "
         f"{CALIBRATION_BATCHES} training batches of {BATCH} images. Errors (relative L2, from the report) are "
         f"measured on the {n} test images; 'BN re-est.' = test accuracy after recomputing BatchNorm statistics "
-        f"on the calibration batches (not part of convaudit).")  # fmt: skip
+        f"on the calibration batches (convaudit's recalibrate_bn).")  # fmt: skip
     setups: list[Setup] = []
     converted: dict[tuple[int, str], nn.Module] = {}
     report = None

@@ -114,3 +114,23 @@ def test_mobilenet_style_for_training_from_scratch() -> None:
 def test_nothing_to_convert() -> None:
     c = convaudit.convert(nets.NoConv(), (torch.randn(2, 16),))
     assert c.report.layers == () and c.report.costs_match and c.report.output_error == 0.0
+
+
+def test_batchnorm_recalibration_on_the_copy_only() -> None:
+    torch.manual_seed(0)
+    loaded = example("small_cnn")
+    model = loaded.model
+    batches = [torch.randn(8, 3, 24, 24) for _ in range(3)]
+    before = copy.deepcopy(model.state_dict())
+    recal = convaudit.convert(model, (batches[0],), rank=1, calibration=batches, recalibrate_bn=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert recal.model.bn1.momentum == model.bn1.momentum and recal.model.training == model.training
+    # oracle: PyTorch's own BatchNorm re-estimation (SWA's update_bn) on the same conversion
+    reference = convaudit.convert(model, (batches[0],), rank=1).model
+    torch.optim.swa_utils.update_bn(batches, reference)
+    for name in ("bn0", "bn1", "bn2"):
+        ours, theirs = getattr(recal.model, name), getattr(reference, name)
+        assert torch.allclose(ours.running_mean, theirs.running_mean, rtol=1e-5, atol=1e-7)
+        assert torch.allclose(ours.running_var, theirs.running_var, rtol=1e-5, atol=1e-7)
+    with pytest.raises(UsageError, match="--recalibrate-bn needs calibration"):
+        convaudit.convert(model, (batches[0],), recalibrate_bn=True)
