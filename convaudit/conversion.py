@@ -102,6 +102,9 @@ def convert(
         plan = with_mobilenet_norms(plan, before)
     batches = [_as_batch(b) for b in calibration] if calibration is not None else None
 
+    # The reference run happens before the rewrite, so inplace=True is verified against the model as it was.
+    reference = _Reference.take(model, [c.name for c in plan.choices], real_args, real_kwargs)
+
     def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
         use = init if (init != "calibrated" or inputs) else "svd"
         return SeparableConv.from_conv(conv, rank=choice.rank, order=choice.order, init=use, calibration=inputs, style=style)
@@ -112,7 +115,12 @@ def convert(
     )  # fmt: skip
     if recalibrate_bn and batches:
         recalibrate_batchnorm(converted, batches)
-    report = _verify(model, converted, replaced, before, plan, real_args, real_kwargs, init, source, _settings(locals()))
+    settings = {
+        "rank": rank, "order": order, "init": init, "sequential": sequential, "recalibrate_bn": recalibrate_bn,
+        "style": style, "include": list(include), "exclude": list(exclude), "min_savings": min_savings,
+        "energy": energy, "target_macs": target_macs,
+    }  # fmt: skip
+    report = _verify(reference, converted, replaced, before, plan, real_args, real_kwargs, init, source, settings)
     if exact:
         bad = [layer for layer in report.layers if layer.relative_error is not None and layer.relative_error > EXACT_TOLERANCE]
         if bad or (report.output_error or 0.0) > EXACT_TOLERANCE:
@@ -122,13 +130,25 @@ def convert(
     return Conversion(converted, report, plan, before)
 
 
-def _settings(scope: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rank", "order", "init", "sequential", "recalibrate_bn", "style", "include", "exclude", "min_savings", "energy", "target_macs")
-    return {k: (list(scope[k]) if isinstance(scope[k], tuple) else scope[k]) for k in keys}
+@dataclass
+class _Reference:
+    """The original model's behaviour on the example inputs, recorded before anything is rewritten."""
+
+    output: Any
+    convs: dict[str, _ConvNd]  #: the original conv modules about to be replaced (kept alive here)
+    inputs: dict[str, list[torch.Tensor]]  #: what each of them received
+
+    @classmethod
+    def take(cls, model: nn.Module, names: Sequence[str], args: tuple, kwargs: dict) -> _Reference:
+        convs = {n: m for n in names if isinstance(m := _get(model, n), _ConvNd)}
+        outputs: list[Any] = []
+        with torch.no_grad(), _eval_mode(model):  # eval mode, flags restored after: no copy of the model needed
+            inputs = capture_conv_inputs(model, list(convs), [(args, kwargs)], outputs)
+        return cls(outputs[0], convs, inputs)
 
 
 def _verify(
-    original: nn.Module,
+    reference: _Reference,
     converted: nn.Module,
     replaced: dict[str, SeparableConv],
     before: Analysis,
@@ -139,18 +159,11 @@ def _verify(
     source: str | None,
     settings: dict[str, Any],
 ) -> ConversionReport:
-    reference = original  # run in eval mode, flags restored after: no copy of the user's model needed
-    module_names = [n for n in replaced if isinstance(_get(reference, n), _ConvNd)]
-    with torch.no_grad(), _eval_mode(reference), _eval_mode(converted):
-        outputs: list[Any] = []
-        inputs = capture_conv_inputs(reference, module_names, [(args, kwargs)], outputs)
-        expected = outputs[0]
+    with torch.no_grad(), _eval_mode(converted):
         got = converted(*args, **kwargs)
-    layer_errors = {}
-    with torch.no_grad():
-        for name in module_names:
-            conv = _get(reference, name)
-            errs = [_rel_error(replaced[name](x), conv(x)) for x in inputs[name]]
+        layer_errors = {}
+        for name, conv in reference.convs.items():
+            errs = [_rel_error(replaced[name](x), conv(x)) for x in reference.inputs[name]]
             layer_errors[name] = max(errs) if errs else None
     after = analyze(converted, args, kwargs, graph=False, separability=False)
     measured = {layer.name: layer for layer in after.layers}
@@ -184,10 +197,10 @@ def _verify(
     if not costs_match:
         notes.append("measured costs differ from the predicted ones: please report this as a bug")
     return ConversionReport(
-        model=source or type(original).__name__, settings=settings, layers=tuple(layers), skipped=plan.skipped,
+        model=source or before.model_class.rsplit(".", 1)[-1], settings=settings, layers=tuple(layers), skipped=plan.skipped,
         params_before=before.totals.params, macs_before=before.totals.macs, params_predicted=plan.params_after,
         macs_predicted=plan.macs_after, params_measured=after.totals.params, macs_measured=after.totals.macs,
-        output_error=_output_error(got, expected), costs_match=costs_match, notes=tuple(notes),
+        output_error=_output_error(got, reference.output), costs_match=costs_match, notes=tuple(notes),
         environment=_environment(),
     )  # fmt: skip
 

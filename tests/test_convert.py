@@ -71,10 +71,16 @@ def test_shared_module_is_replaced_once() -> None:
     assert layer.macs_measured == 3 * layer.macs_predicted // 3 and c.report.costs_match
 
 
-def test_inplace() -> None:
+def test_inplace_is_verified_against_the_model_as_it_was() -> None:
     model = nets.Seed64()
-    c = convaudit.convert(model, (torch.randn(1, 64, 8, 8),), inplace=True)
+    x = torch.randn(1, 64, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+    c = convaudit.convert(model, (x,), inplace=True)
     assert c.model is model and isinstance(model.conv, SeparableConv)
+    with torch.no_grad():
+        measured = float((model(x) - expected).norm() / expected.norm())
+    assert c.report.output_error == pytest.approx(measured, rel=1e-6) and measured > 0.1
 
 
 def test_exact_fails_below_full_rank() -> None:
