@@ -33,7 +33,8 @@ import torch.fx
 import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
-from .errors import ConvauditError, OutputExistsError, UsageError
+from .errors import ConvauditError, UsageError
+from .output import refuse_existing
 from .policy import Plan
 from .records import ConversionReport
 from .separable import SeparableConv
@@ -61,9 +62,7 @@ def write_artifact(
     force: bool = False,
 ) -> Path:
     """Write the artifact directory atomically; returns its path."""
-    target = Path(out)
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} already exists; pass --force to replace it or choose another -o directory")
+    target = refuse_existing(out, force)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target} is a file; -o for convert names a directory")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -94,15 +94,15 @@ def _report(args: argparse.Namespace) -> int:
     from .formats import SUFFIXES, render
     from .formats.text import terminal_summary
     from .load import load, parse_shape
-    from .output import write_atomic
+    from .output import refuse_existing, write_atomic
 
     fmt = args.format or (SUFFIXES.get(Path(args.output).suffix.lower()) if args.output and args.output != "-" else None) or "html"
     if args.output and args.output != "-" and args.format and Path(args.output).suffix.lower() in SUFFIXES:
         if SUFFIXES[Path(args.output).suffix.lower()] != fmt:
             raise UsageError(f"-o {args.output} looks like {SUFFIXES[Path(args.output).suffix.lower()]}, but --format is {fmt}")
     output = args.output or f"report.{ {'markdown': 'md', 'text': 'txt'}.get(fmt, fmt) }"
-    if output != "-" and Path(output).exists() and not args.force:
-        raise UsageError(f"{output} already exists; pass --force to overwrite it or choose another -o path")
+    if output != "-":
+        refuse_existing(output, args.force)  # before the work, not after it
     shapes = [parse_shape(s) for s in args.input_shape]
     loaded = load(args.source, entry=args.entry, input_shapes=shapes)
     analysis = analyze(
@@ -132,9 +132,9 @@ def _convert(args: argparse.Namespace) -> int:
     from .conversion import convert, materialize
     from .formats.conversion import render_conversion_html, render_conversion_text
     from .load import load, parse_shape
+    from .output import refuse_existing
 
-    if Path(args.output).exists() and not args.force:
-        raise UsageError(f"{args.output} already exists; pass --force to replace it or choose another -o directory")
+    refuse_existing(args.output, args.force)  # before the work, not after it
     if args.rank is not None and (args.energy is not None or args.target_macs is not None):
         raise UsageError("--rank cannot be combined with --energy or --target-macs: they choose m per layer")
     if args.energy is not None and args.target_macs is not None:

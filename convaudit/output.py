@@ -8,14 +8,20 @@ from pathlib import Path
 
 from .errors import OutputExistsError, UsageError
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "refuse_existing"]
+
+
+def refuse_existing(path: str | os.PathLike[str], force: bool) -> Path:
+    """``path`` as a Path; raises OutputExistsError if it exists and ``force`` is not set."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} already exists; pass --force to replace it or choose another -o path")
+    return target
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, force: bool = False) -> Path:
     """Write ``text`` to ``path`` via a temporary file in the same directory and an atomic rename."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} already exists; pass --force to overwrite it or choose another -o path")
+    target = refuse_existing(path, force)
     if target.exists() and target.is_dir():
         raise UsageError(f"{target} is a directory; give a file name for -o")
     parent = target.parent if str(target.parent) else Path(".")
