@@ -22,6 +22,7 @@ configs = st.fixed_dictionaries(
         "padding_mode": st.sampled_from(["zeros", "reflect", "replicate", "circular"]),
         "bias": st.booleans(),
         "order": st.sampled_from(["dw_pw", "pw_dw"]),
+        "dtype": st.sampled_from([torch.float32, torch.float64]),
     }
 )
 
@@ -46,12 +47,13 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_full_rank_is_exact(c: dict) -> None:
     assume(c["padding"] != "same" or c["stride"] == 1)
     assume(c["padding_mode"] == "zeros" or c["padding"] != "valid")
-    conv, x = build(c)
+    conv, x = build(c, c["dtype"])
     try:
         expected = conv(x)
     except RuntimeError:  # e.g. reflect padding wider than the input
         assume(False)
     layer = SeparableConv.from_conv(conv, rank="full", order=c["order"])
+    assert layer.conv_dw.weight.dtype == layer.conv_pw.weight.dtype == c["dtype"]
     assert layer(x).shape == expected.shape
     assert rel_err(layer(x), expected) < 1e-5
     assert layer.energy == pytest.approx(1.0)
