@@ -34,7 +34,7 @@ import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
 from .errors import ConvauditError, UsageError
-from .output import refuse_existing
+from .output import default_mode, refuse_existing
 from .policy import Plan
 from .records import ConversionReport
 from .separable import SeparableConv
@@ -67,6 +67,7 @@ def write_artifact(
         raise UsageError(f"{target} is a file; -o for convert names a directory")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, default_mode(directory=True))
     try:
         try:
             code, mode = generate_source(model, report), "generated"

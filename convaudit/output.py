@@ -8,7 +8,14 @@ from pathlib import Path
 
 from .errors import OutputExistsError, UsageError
 
-__all__ = ["write_atomic", "refuse_existing"]
+__all__ = ["write_atomic", "refuse_existing", "default_mode"]
+
+
+def default_mode(directory: bool = False) -> int:
+    """The permissions a plain open()/mkdir() would give under the current umask (mkstemp uses 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 def refuse_existing(path: str | os.PathLike[str], force: bool) -> Path:
@@ -31,6 +38,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, force: bool = False) -
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -38,3 +38,13 @@ def test_bad_targets(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="is a directory"):
         write_atomic(tmp_path / "d", "x", force=True)
     assert refuse_existing(tmp_path / "new", force=False) == tmp_path / "new"
+
+
+def test_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from convaudit.output import default_mode
+
+    target = write_atomic(tmp_path / "r.html", "x")
+    assert stat.S_IMODE(os.stat(target).st_mode) == default_mode()  # not mkstemp's 0600
