@@ -57,32 +57,31 @@ def definition_of(root: nn.Module, qualified_name: str) -> str | None:
     if module in _DEFINED:
         return _DEFINED[module]
     parent_name, _, attr = qualified_name.rpartition(".")
-    try:
-        parent = root.get_submodule(parent_name)
-    except AttributeError:
-        return None
-    found = _assignment_in_init(type(parent), attr)
-    if parent_name and (found is None or _TORCH in found):  # e.g. inside an nn.Sequential: where was that made?
-        return definition_of(root, parent_name) or found
-    return found or _init_line(type(parent))
-
-
-def _init_line(cls: type) -> str | None:
-    code = getattr(cls.__init__, "__code__", None)
-    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None
+    return _attribute_definition(root, parent_name, attr)
 
 
 def parameter_definition(root: nn.Module, target: str) -> str | None:
     """file:line of ``self.<param> = ...`` in the owning module's class (a functional conv's weight)."""
     owner_name, _, attr = target.rpartition(".")
+    return _attribute_definition(root, owner_name, attr)
+
+
+def _attribute_definition(root: nn.Module, owner_name: str, attr: str) -> str | None:
+    """Where ``self.<attr>`` is assigned in the owner's ``__init__``; inside torch's own containers, where
+    the container itself was made; else the owner's ``__init__`` line."""
     try:
         owner = root.get_submodule(owner_name)
     except AttributeError:
         return None
     found = _assignment_in_init(type(owner), attr)
-    if found is None or _TORCH in found:
-        return definition_of(root, owner_name) if owner_name else found
-    return found
+    if owner_name and (found is None or _TORCH in found):  # e.g. inside an nn.Sequential: where was that made?
+        return definition_of(root, owner_name) or found
+    return found or _init_line(type(owner))
+
+
+def _init_line(cls: type) -> str | None:
+    code = getattr(cls.__init__, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -322,15 +322,6 @@ def test_long_names_keep_their_specific_end(name: str, shown: str) -> None:
     assert html_format._short_name(name) == shown
 
 
-def test_renderer_imports_no_torch() -> None:
-    import ast
-
-    tree = ast.parse(Path(html_format.__file__).read_text(encoding="utf-8"))
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not any(name.split(".")[0] == "torch" for name in imported)
-
-
 def test_weight_energy_shown_when_known(small: Analysis) -> None:
     text = render_html(small)
     for layer in small.candidates:

@@ -157,17 +157,6 @@ def test_percent(x: float, text: str) -> None:
     assert percent(x) == text
 
 
-def test_renderer_imports_no_torch() -> None:
-    import ast
-
-    from convaudit.formats import markdown
-
-    tree = ast.parse(Path(markdown.__file__).read_text(encoding="utf-8"))
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not any(name.split(".")[0] == "torch" for name in imported)
-
-
 def test_weight_energy_note(small: Analysis) -> None:
     assert "of their weight energy (MAC-weighted)" in render_markdown(small)
     without = dataclasses.replace(small, layers=tuple(dataclasses.replace(x, separability=None) for x in small.layers))
