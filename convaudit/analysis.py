@@ -16,6 +16,7 @@ from .costs import call_cost, conv_layers, layer_name, model_totals, op_summarie
 from .crosscheck import fvcore_count
 from .errors import UsageError
 from .graph import build_graph, graph_view
+from .latency import measure
 from .locate import definition_of, parameter_definition
 from .records import Analysis, ConvLayer
 from .separability import separability as weight_separability
@@ -44,6 +45,7 @@ def analyze(
     leaf_types: Sequence[type] = (),
     graph: bool = True,
     separability: bool = False,
+    timing: bool = False,
     source: str | None = None,
 ) -> Analysis:
     """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
@@ -59,6 +61,8 @@ def analyze(
         graph: build the graph view.
         separability: read candidate weights for the energy each separable form keeps (an SVD per
             channel: off by default so analysis stays at about one forward's time; the CLI turns it on).
+        timing: time every candidate and its depthwise→pointwise form on this device (real compute on
+            fresh layers of the same configuration; the model itself is not run).
         source: how the model was named by the user (shown in reports).
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
@@ -109,7 +113,7 @@ def analyze(
         input_shapes=tuple(tuple(a.shape) for a in _flat_tensors(args, kwargs)),
         trace_path=path, trace_note=note, layers=tuple(layers), ops=tuple(ops), uncosted_ops=tuple(missing),
         totals=totals, cross_check=checked, graph=view, environment=_environment(), warnings=tuple(warnings),
-        uncalled_convs=uncalled,
+        uncalled_convs=uncalled, timing=measure(layers) if timing else None,
     )  # fmt: skip
 
 

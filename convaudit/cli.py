@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="input shape like 1,3,224,224; repeat for several inputs (overrides example_inputs())",
     )  # fmt: skip
     report.add_argument("--no-cross-check", action="store_true", help="skip fvcore's independent count (a real forward)")
+    report.add_argument(
+        "--time", action="store_true", help="measure each candidate and its depthwise→pointwise form on this machine"
+    )
     report.add_argument("--force", action="store_true", help="overwrite an existing output file")
     report.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     report.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -107,7 +110,7 @@ def _report(args: argparse.Namespace) -> int:
     loaded = load(args.source, entry=args.entry, input_shapes=shapes)
     analysis = analyze(
         loaded.model, loaded.args, loaded.kwargs, cross_check=not args.no_cross_check, separability=True,
-        source=loaded.source,
+        timing=args.time, source=loaded.source,
     )  # fmt: skip
     if loaded.notes:
         from dataclasses import replace

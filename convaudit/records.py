@@ -20,6 +20,8 @@ __all__ = [
     "OpSummary",
     "Totals",
     "CrossCheck",
+    "LayerTiming",
+    "Timing",
     "GraphNode",
     "GraphView",
     "Analysis",
@@ -153,6 +155,28 @@ class CrossCheck:
 
 
 @dataclass(frozen=True)
+class LayerTiming:
+    """Measured wall-clock time of one candidate conv and of its depthwise→pointwise (m = 1) replacement."""
+
+    name: str
+    seconds: float | None  #: the conv as it is, one call at its first call's shape (median)
+    seconds_dw_pw: float | None  #: the replacement at the same shape (median)
+    speedup_measured: float | None  #: seconds / seconds_dw_pw
+    speedup_predicted: float  #: MACs / MACs of the replacement: what FLOP counting promises
+    skipped: str | None = None  #: why nothing was measured
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How the layer times were measured."""
+
+    device: str
+    threads: int
+    repeats: int  #: timed calls per measurement (after warm-up); the median is reported
+    layers: tuple[LayerTiming, ...]
+
+
+@dataclass(frozen=True)
 class GraphNode:
     """One node of the traced graph, laid out for the report's graph view."""
 
@@ -192,6 +216,7 @@ class Analysis:
     environment: dict[str, str]
     warnings: tuple[str, ...] = ()
     uncalled_convs: tuple[str, ...] = ()  #: conv modules the forward never ran at these inputs
+    timing: Timing | None = None  #: measured layer times, when asked for (real compute)
     schema_version: str = SCHEMA_VERSION
 
     @property
@@ -230,6 +255,7 @@ class Analysis:
             environment=dict(data["environment"]),
             warnings=tuple(data.get("warnings", ())),
             uncalled_convs=tuple(data.get("uncalled_convs", ())),
+            timing=_timing_from_dict(data.get("timing")),
             schema_version=data["schema_version"],
         )
 
@@ -250,6 +276,12 @@ def _layer_from_dict(d: dict[str, Any]) -> ConvLayer:
     if energy:
         d["separability"] = Separability(dw_pw=tuple(energy["dw_pw"]), pw_dw=tuple(energy["pw_dw"]))
     return ConvLayer(**d)
+
+
+def _timing_from_dict(d: dict[str, Any] | None) -> Timing | None:
+    if not d:
+        return None
+    return Timing(d["device"], d["threads"], d["repeats"], tuple(LayerTiming(**t) for t in d["layers"]))
 
 
 def _plain(value: Any) -> Any:

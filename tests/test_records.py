@@ -38,6 +38,11 @@ def test_graph_section() -> None:
     assert {f.name for f in dataclasses.fields(records.GraphNode)} <= fields
 
 
+def test_timing_section() -> None:
+    fields = section("timing")
+    assert {f.name for f in dataclasses.fields(records.Timing)} | {f.name for f in dataclasses.fields(records.LayerTiming)} == fields
+
+
 def test_schema_version_is_documented() -> None:
     assert f"schema {records.SCHEMA_VERSION}" in DOC
 

@@ -9,7 +9,7 @@ from ..records import Analysis, ConvLayer
 
 __all__ = [
     "count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel", "likely_contractions", "percent",
-    "kept_energy",
+    "kept_energy", "timing_lines", "timing_totals",
 ]  # fmt: skip
 
 
@@ -92,6 +92,36 @@ def likely_contractions(unsupported: dict[str, int]) -> list[str]:
     return [f"{op} ×{n}" for op, n in unsupported.items() if any(h in op for h in _CONTRACTION_HINTS)]
 
 
+def timing_totals(analysis: Analysis) -> tuple[float, float, int, int] | None:
+    """(seconds of the timed candidates, seconds of their replacements, faster count, timed count), calls included."""
+    t = analysis.timing
+    if t is None:
+        return None
+    calls = {layer.name: layer.calls for layer in analysis.layers}
+    timed = [x for x in t.layers if x.seconds is not None and x.seconds_dw_pw is not None]
+    before = sum(x.seconds * calls[x.name] for x in timed)  # type: ignore[operator]
+    after = sum(x.seconds_dw_pw * calls[x.name] for x in timed)  # type: ignore[operator]
+    return before, after, sum(1 for x in timed if (x.speedup_measured or 0) > 1), len(timed)
+
+
+def timing_lines(analysis: Analysis) -> list[str]:
+    """The measured-time headline: what the MAC ratio promised and what this machine delivered."""
+    totals = timing_totals(analysis)
+    if totals is None:
+        return []
+    t = analysis.timing
+    before, after, faster, n = totals
+    if not n:
+        return [f"measured time ({t.device}): no candidate could be timed"]  # type: ignore[union-attr]
+    cands = [layer for layer in analysis.layers if layer.candidate and layer.separable]
+    promised = sum(x.macs for x in cands) / max(sum(x.separable.dw_pw.macs for x in cands), 1)  # type: ignore[union-attr]
+    return [
+        f"measured on {t.device} ({t.threads} threads, median of {t.repeats} calls): candidates take {before * 1e3:.2f} ms, "  # type: ignore[union-attr]
+        f"their depthwise→pointwise forms {after * 1e3:.2f} ms ({before / after:.2f}× faster; MACs promised {promised:.2f}×); "
+        f"faster for {faster} of {n}"
+    ]
+
+
 def summary_lines(analysis: Analysis) -> list[str]:
     """The headline figures, one per line, units named."""
     t = analysis.totals
@@ -118,6 +148,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
     if analysis.uncosted_ops:
         lines.append(f"not costed ({len(analysis.uncosted_ops)}): {', '.join(analysis.uncosted_ops[:8])}"
                      + (" …" if len(analysis.uncosted_ops) > 8 else ""))  # fmt: skip
+    lines.extend(timing_lines(analysis))
     if analysis.uncalled_convs:
         lines.append(f"never called at these inputs ({len(analysis.uncalled_convs)}): {', '.join(analysis.uncalled_convs[:8])}"
                      + (" …" if len(analysis.uncalled_convs) > 8 else ""))  # fmt: skip

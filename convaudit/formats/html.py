@@ -20,7 +20,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..records import Analysis, ConvLayer, OpSummary
-from .common import count, kept_energy, kernel, likely_contractions, percent, ratio, shape, si, where
+from .common import count, kept_energy, kernel, likely_contractions, percent, ratio, shape, si, timing_lines, where
 
 __all__ = ["render_html", "view_model", "template_root", "script_json"]
 
@@ -108,10 +108,31 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "chart": _chart(layers) if layers else None,
         "graph": _graph_meta(analysis),
         "ops": [_op_row(op) for op in analysis.ops],
+        "timing": _timing(analysis),
         "environment": sorted(analysis.environment.items()),
         "schema_version": analysis.schema_version,
         "data_json": script_json(_graph_data(analysis)),
     }
+
+
+def _timing(a: Analysis) -> dict[str, Any] | None:
+    """The measured-time section: per candidate, one call of the conv and of its DW→PW form."""
+    if a.timing is None:
+        return None
+    rows = []
+    for t in a.timing.layers:
+        measured = t.speedup_measured
+        rows.append({
+            "name": t.name, "skipped": t.skipped,
+            "ms": f"{t.seconds * 1e3:.3f}" if t.seconds is not None else "—",
+            "ms_dw_pw": f"{t.seconds_dw_pw * 1e3:.3f}" if t.seconds_dw_pw is not None else "—",
+            "measured": f"{measured:.2f}×" if measured is not None else "—",
+            "measured_sort": measured if measured is not None else -1,
+            "promised": f"{t.speedup_predicted:.2f}×",
+            "cls": "" if measured is None else ("good" if measured > 1 else "worse"),
+        })  # fmt: skip
+    return {"headline": timing_lines(a), "device": a.timing.device, "threads": a.timing.threads,
+            "repeats": a.timing.repeats, "rows": rows}  # fmt: skip
 
 
 def _cards(a: Analysis) -> list[dict[str, str]]:

@@ -31,6 +31,16 @@ def render_text(analysis: Analysis) -> str:
         return "\n".join(lines) + "\n"
     lines += [_HEADER, "-" * len(_HEADER)]
     lines += [_row(layer) for layer in analysis.layers]
+    if analysis.timing is not None:
+        lines += ["", f"{'measured time (one call)':<36} {'conv [ms]':>10} {'DW→PW [ms]':>11} {'speed-up':>9} {'MACs promise':>13}"]
+        for t in analysis.timing.layers:
+            if t.skipped:
+                lines.append(f"{t.name:<36} not timed: {t.skipped}")
+                continue
+            lines.append(
+                f"{t.name:<36} {t.seconds * 1e3:>10.3f} {t.seconds_dw_pw * 1e3:>11.3f} "  # type: ignore[operator]
+                f"{t.speedup_measured:>8.2f}× {t.speedup_predicted:>12.2f}×"
+            )
     skipped = [layer for layer in analysis.layers if not layer.candidate]
     if skipped:
         lines += ["", "Not candidates:"]
