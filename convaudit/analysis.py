@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -67,6 +69,39 @@ def analyze(
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
     """
+    with _no_cyclic_gc():  # NB: a full collection over torch's heap costs more than analysing 2000 convs
+        return _analyze(
+            model, example_inputs, example_kwargs, input_shape, cross_check, rules, shape_rules, leaf_types, graph,
+            separability, timing, source,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (restored after); reference counting still frees."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(
+    model: nn.Module,
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    input_shape: Any,
+    cross_check: bool,
+    rules: Mapping[Any, Any] | None,
+    shape_rules: Mapping[Any, Any] | None,
+    leaf_types: Sequence[type],
+    graph: bool,
+    separability: bool,
+    timing: bool,
+    source: str | None,
+) -> Analysis:
     args, kwargs = _inputs(example_inputs, example_kwargs, input_shape)
     ctx = FakeContext(next((p.device for p in model.parameters()), torch.device("cpu")))
     fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)

@@ -249,3 +249,19 @@ def test_convs_never_called_are_listed() -> None:
     assert [layer.name for layer in a.layers] == ["main"] and a.uncalled_convs == ("aux",)
     plan = plan_conversion(a)
     assert ("aux", "never called in forward at these inputs") in plan.skipped
+
+
+def test_garbage_collector_state_is_restored() -> None:
+    import gc
+
+    convaudit.analyze(nets.Seed64(), input_shape=(1, 64, 8, 8))
+    assert gc.isenabled()
+    with pytest.raises(convaudit.errors.ShapeError):
+        convaudit.analyze(nets.Seed64(), input_shape=(1, 3, 8, 8))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        convaudit.analyze(nets.Seed64(), input_shape=(1, 64, 8, 8))
+        assert not gc.isenabled()  # a caller's choice is left alone
+    finally:
+        gc.enable()
