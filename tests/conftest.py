@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from convaudit.records import Analysis
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
@@ -39,3 +41,20 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
             pytest.fail(f"{name} differs from its golden file (rerun with --update-golden if intended):\n{shown}")
 
     return check
+
+
+@pytest.fixture(scope="module")
+def small() -> Analysis:
+    """The renderers' golden-file analysis (seeded small CNN, cross-checked, with separability)."""
+    from tests.fixtures.models import report_analysis
+
+    return report_analysis()
+
+
+@pytest.fixture(scope="module")
+def evil() -> Analysis:
+    """An analysis whose layer names try to break out of HTML, JSON-in-script and Markdown."""
+    import convaudit
+    from tests.fixtures.models import EvilNames
+
+    return convaudit.analyze(EvilNames(), input_shape=(1, 3, 8, 8))

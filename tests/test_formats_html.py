@@ -16,21 +16,11 @@ import convaudit
 from convaudit.formats import html as html_format
 from convaudit.formats.html import SOURCE_TEMPLATES, render_html, script_json, template_root
 from convaudit.records import Analysis, CrossCheck, GraphNode, GraphView
-from tests.fixtures.models import EvilNames, OnlyLinear, report_analysis, scrub
+from tests.fixtures.models import EvilNames, OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DATA_BLOCK = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
-
-
-@pytest.fixture(scope="module")
-def small() -> Analysis:
-    return report_analysis()
-
-
-@pytest.fixture(scope="module")
-def evil() -> Analysis:
-    return convaudit.analyze(EvilNames(), input_shape=(1, 3, 8, 8))
 
 
 @pytest.fixture

@@ -12,20 +12,10 @@ import convaudit
 from convaudit.formats.common import costliest
 from convaudit.formats.markdown import md, md_code, percent, render_markdown
 from convaudit.records import Analysis, CrossCheck
-from tests.fixtures.models import EvilNames, OnlyLinear, report_analysis, scrub
+from tests.fixtures.models import OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
-
-
-@pytest.fixture(scope="module")
-def small() -> Analysis:
-    return report_analysis()
-
-
-@pytest.fixture(scope="module")
-def evil() -> Analysis:
-    return convaudit.analyze(EvilNames(), input_shape=(1, 3, 8, 8))
 
 
 @pytest.fixture(scope="module")
