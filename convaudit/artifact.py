@@ -37,6 +37,7 @@ from .errors import ConvauditError, UsageError
 from .output import default_mode, refuse_existing
 from .policy import Plan
 from .records import ConversionReport
+from .rewrite import eval_mode
 from .separable import SeparableConv
 from .trace import ConvTracer
 
@@ -114,13 +115,8 @@ def _check(tmp: Path, model: nn.Module, example: tuple[tuple, dict], mode: str) 
     """Import the written model.py, load the weights, and compare outputs with the converted model."""
     rebuilt = load_converted(tmp)
     args, kwargs = example
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         want, got = model(*args, **kwargs), rebuilt(*args, **kwargs)
-    finally:
-        for m, t in modes:
-            m.training = t
     want_flat = [t for t in torch.utils._pytree.tree_leaves(want) if isinstance(t, torch.Tensor)]
     got_flat = [t for t in torch.utils._pytree.tree_leaves(got) if isinstance(t, torch.Tensor)]
     if len(want_flat) != len(got_flat) or any(not torch.allclose(w, g, rtol=1e-5, atol=1e-6) for w, g in zip(want_flat, got_flat)):
@@ -212,7 +208,7 @@ def generate_source(model: nn.Module, report: ConversionReport) -> str:
     tensors = []
     for node in graph.nodes:
         if node.op == "get_attr":
-            t = _resolve(model, node.target, tracer)
+            t = _resolve(model, node.target)
             if not isinstance(t, torch.Tensor):
                 raise _NotGenerable(f"get_attr {node.target} is not a tensor")
             tensors.append((node.target, tuple(t.shape), str(t.dtype), isinstance(t, nn.Parameter)))
@@ -243,7 +239,7 @@ def _header(report: ConversionReport) -> str:
     )  # fmt: skip
 
 
-def _resolve(model: nn.Module, target: str, tracer: ConvTracer) -> Any:
+def _resolve(model: nn.Module, target: str) -> Any:
     obj: Any = model
     for part in target.split("."):
         obj = getattr(obj, part)

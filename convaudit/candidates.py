@@ -26,6 +26,7 @@ from .cost_rules import (
 )
 from .records import ConvLayer, Separable, SeparableCost
 from .registry import own_forward
+from .shape_rules import as_tuple
 from .shapes import Call
 
 __all__ = ["ConvSpec", "conv_kind", "conv_spec", "build_layer", "is_conv_call", "STANDARD_CONV_TYPES"]
@@ -90,7 +91,7 @@ def is_conv_call(call: Call) -> bool:
     return call.node_op == "call_function" and call.target in CONV_FUNCTIONS
 
 
-def conv_spec(call: Call, root: nn.Module) -> ConvSpec:
+def conv_spec(call: Call) -> ConvSpec:
     """Describe the conv a call runs."""
     if call.node_op == "call_module":
         m = call.target
@@ -110,20 +111,16 @@ def conv_spec(call: Call, root: nn.Module) -> ConvSpec:
     g = int(a["groups"])
     transposed = a["transposed"]
     c_in, c_out = (w[0], w[1] * g) if transposed else (w[1] * g, w[0])
-    padding = a["padding"] if isinstance(a["padding"], str) else _tuple(a["padding"], nd)
+    padding = a["padding"] if isinstance(a["padding"], str) else as_tuple(a["padding"], nd)
     from_param = call.weight_target is not None
     bias = a["bias"] is not None
     params = (a["weight"].numel() + (a["bias"].numel() if bias else 0)) if from_param else 0
     return ConvSpec(
         type=f"torch.nn.functional.{getattr(call.target, '__name__', 'conv')}", op="functional", in_channels=c_in,
-        out_channels=c_out, kernel_size=w[2:], stride=_tuple(a["stride"], nd), padding=padding,
-        dilation=_tuple(a["dilation"], nd), groups=g, bias=bias, padding_mode="zeros", transposed=transposed,
+        out_channels=c_out, kernel_size=w[2:], stride=as_tuple(a["stride"], nd), padding=padding,
+        dilation=as_tuple(a["dilation"], nd), groups=g, bias=bias, padding_mode="zeros", transposed=transposed,
         custom=False, weight_is_parameter=from_param, params=params,
     )  # fmt: skip
-
-
-def _tuple(v: Any, n: int) -> Shape:
-    return tuple(int(x) for x in v) if isinstance(v, (tuple, list)) else (int(v),) * n
 
 
 def build_layer(name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], dtype: torch.dtype, source: str | None) -> ConvLayer:
@@ -188,7 +185,7 @@ def _separable(spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: 
             formula=_DW_PW_FORMULA if order == "dw_pw" else _PW_DW_FORMULA,
         )  # fmt: skip
 
-    return Separable(dw_pw=total("dw_pw", 1), pw_dw=total("pw_dw", 1), dw_pw_exact=total("dw_pw", exact_multiplier(co, g, k)))
+    return Separable(dw_pw=total("dw_pw", 1), pw_dw=total("pw_dw", 1), dw_pw_exact=total("dw_pw", exact_multiplier(ci, co, g, k)))
 
 
 def call_macs(spec: ConvSpec, in_shape: Shape, out_shape: Shape) -> int:

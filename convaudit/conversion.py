@@ -8,8 +8,7 @@ must equal the predicted ones.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from .analysis import _environment, _inputs, analyze
 from .errors import ConvauditError, UsageError
 from .policy import Choice, Plan, plan_conversion, with_mobilenet_norms
 from .records import Analysis, ConversionReport, ConvertedLayer
-from .rewrite import capture_conv_inputs, recalibrate_batchnorm, rewrite
+from .rewrite import capture_conv_inputs, eval_mode, recalibrate_batchnorm, rewrite
 from .separable import SeparableConv
 
 __all__ = ["convert", "Conversion", "VerificationError", "EXACT_TOLERANCE", "materialize"]
@@ -142,7 +141,7 @@ class _Reference:
     def take(cls, model: nn.Module, names: Sequence[str], args: tuple, kwargs: dict) -> _Reference:
         convs = {n: m for n in names if isinstance(m := _get(model, n), _ConvNd)}
         outputs: list[Any] = []
-        with torch.no_grad(), _eval_mode(model):  # eval mode, flags restored after: no copy of the model needed
+        with torch.no_grad(), eval_mode(model):  # eval mode, flags restored after: no copy of the model needed
             inputs = capture_conv_inputs(model, list(convs), [(args, kwargs)], outputs)
         return cls(outputs[0], convs, inputs)
 
@@ -159,7 +158,7 @@ def _verify(
     source: str | None,
     settings: dict[str, Any],
 ) -> ConversionReport:
-    with torch.no_grad(), _eval_mode(converted):
+    with torch.no_grad(), eval_mode(converted):
         got = converted(*args, **kwargs)
         layer_errors = {}
         for name, conv in reference.convs.items():
@@ -203,18 +202,6 @@ def _verify(
         output_error=_output_error(got, reference.output), costs_match=costs_match, notes=tuple(notes),
         environment=_environment(),
     )  # fmt: skip
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block (no dropout, BatchNorm statistics left alone), training flags restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def _extra_params(layer: SeparableConv) -> int:

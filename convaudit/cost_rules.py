@@ -79,9 +79,13 @@ def conv_bytes(in_shape: Shape, out_shape: Shape, params: int, itemsize: int) ->
     return (_prod(in_shape) + params + _prod(out_shape)) * itemsize
 
 
-def exact_multiplier(c_out: int, groups: int, kernel: Shape) -> int:
-    """m at which depthwise→pointwise reproduces the conv exactly: min(Cout/g, ∏k) (rank of each W[:, i])."""
-    return min(c_out // groups, _prod(kernel))
+def exact_multiplier(c_in: int, c_out: int, groups: int, kernel: Shape, order: str = "dw_pw") -> int:
+    """m at which a separable form reproduces the conv exactly: the rank bound of the matrices it factors.
+
+    dw_pw factors W[:, i] (Cout/g × ∏k) per input channel: min(Cout/g, ∏k); pw_dw factors W[o]
+    (Cin/g × ∏k) per output channel: min(Cin/g, ∏k).
+    """
+    return min((c_out if order == "dw_pw" else c_in) // groups, _prod(kernel))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def conv_layers(
             grouped[layer_name(call)].append(call)
     layers = []
     for name, group in grouped.items():
-        spec = conv_spec(group[0], root)
+        spec = conv_spec(group[0])
         shapes = []
         for call in group:
             i, o = _shape(call.args[0]), _shape(call.out)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["thin_svd", "singular_values", "Factors", "dw_pw_factors", "pw_dw_factors", "energy", "full_rank", "patch_covariance"]
+__all__ = ["thin_svd", "singular_values", "Factors", "dw_pw_factors", "pw_dw_factors", "energy", "patch_covariance"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,6 @@ class Factors:
     first: torch.Tensor  #: weight of the part applied first (dw for dw_pw, pw for pw_dw)
     second: torch.Tensor  #: weight of the part applied second
     energy: float  #: Σ_{r≤m} s_r² / Σ s_r², pooled over channels (1.0 = exact)
-
-
-def full_rank(weight_shape: tuple[int, ...], groups: int, order: str) -> int:
-    """m at which the rewrite is exact: min(Cout/g, ∏k) for dw_pw, min(Cin/g, ∏k) for pw_dw."""
-    k = math.prod(weight_shape[2:])
-    return min(weight_shape[0] // groups, k) if order == "dw_pw" else min(weight_shape[1], k)
 
 
 def _per_input_channel(weight: torch.Tensor, groups: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .cost_rules import dw_pw_cost, pw_dw_cost
+from .cost_rules import dw_pw_cost, exact_multiplier, pw_dw_cost
 from .errors import UsageError
 from .records import Analysis, ConvLayer
 
@@ -58,14 +58,6 @@ def predicted_cost(layer: ConvLayer, order: str, m: int) -> tuple[int, int]:
     args = (pseudo_in, pseudo_out, layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size)
     f = dw_pw_cost(*args, m, layer.bias, 4) if order == "dw_pw" else pw_dw_cost(*args, layer.bias, 4, m)
     return f.params, f.macs
-
-
-def _exact_rank(layer: ConvLayer, order: str) -> int:
-    k = 1
-    for d in layer.kernel_size:
-        k *= d
-    per_group = layer.out_channels // layer.groups if order == "dw_pw" else layer.in_channels // layer.groups
-    return min(per_group, k)
 
 
 def _energy(layer: ConvLayer, order: str, m: int) -> float | None:
@@ -138,7 +130,7 @@ def _choose(layer: ConvLayer, rank: int | str | None, order: str, energy: float 
     orders = ("dw_pw", "pw_dw") if order == "auto" else (order,)
     options = []
     for o in orders:
-        exact = _exact_rank(layer, o)
+        exact = exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o)
         if energy is not None:
             energies = getattr(layer.separability, o) if layer.separability else None
             if energies is None:
@@ -189,7 +181,7 @@ def _meet_budget(
     ladders: dict[str, list[Choice | None]] = {}
     for layer in pool:
         opts = [
-            _make_choice(layer, o, m, _exact_rank(layer, o)) for o in orders for m in range(1, _exact_rank(layer, o) + 1)
+            _make_choice(layer, o, m, exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o)) for o in orders for m in range(1, exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o) + 1)
         ]
         opts = [c for c in opts if c.macs_after < layer.macs]
         if not opts:

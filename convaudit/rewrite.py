@@ -9,8 +9,9 @@ is then a ``torch.fx.GraphModule``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from .policy import Choice
 from .separable import SeparableConv
 from .trace import ConvTracer
 
-__all__ = ["rewrite", "recalibrate_batchnorm", "rebuild_structure", "replace_module", "capture_conv_inputs", "functional_as_module"]
+__all__ = ["rewrite", "eval_mode", "recalibrate_batchnorm", "rebuild_structure", "replace_module", "capture_conv_inputs", "functional_as_module"]
 
 #: Builds the replacement for one chosen conv: (choice, the conv as a module, its calibration inputs) → layer.
 Factory = Callable[[Choice, _ConvNd, "list[torch.Tensor] | None"], SeparableConv]
@@ -82,6 +83,18 @@ def rebuild_structure(model: nn.Module, layers: Sequence[dict[str, Any]]) -> nn.
     return converted
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block (no dropout, BatchNorm statistics left alone); every training flag restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Sequence[tuple[tuple, dict]]) -> int:
     """Re-estimate every BatchNorm's running statistics on ``batches``; returns how many were updated.
@@ -93,21 +106,18 @@ def recalibrate_batchnorm(model: nn.Module, batches: Sequence[tuple[tuple, dict]
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
         return 0
-    flags = [(m, m.training) for m in model.modules()]
     momenta = [(m, m.momentum) for m in norms]
-    try:
-        model.eval()
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-            m.train()
-        for args, kwargs in batches:
-            model(*args, **kwargs)
-    finally:
-        for m, momentum in momenta:
-            m.momentum = momentum
-        for m, mode in flags:
-            m.training = mode
+    with eval_mode(model):
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None
+                m.train()
+            for args, kwargs in batches:
+                model(*args, **kwargs)
+        finally:
+            for m, momentum in momenta:
+                m.momentum = momentum
     return len(norms)
 
 
@@ -141,17 +151,14 @@ def capture_conv_inputs(
             seen[name].append(inputs[0].detach())
 
     handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
-    was_training = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        for args, kwargs in batches:
-            out = model(*args, **kwargs)
-            if outputs is not None:
-                outputs.append(out)
+        with eval_mode(model):
+            for args, kwargs in batches:
+                out = model(*args, **kwargs)
+                if outputs is not None:
+                    outputs.append(out)
     finally:
         handle.remove()
-        for m, mode in was_training:
-            m.training = mode
     return seen
 
 

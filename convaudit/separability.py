@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn as nn
 
-from .decompose import full_rank, singular_values
+from .cost_rules import exact_multiplier
+from .decompose import singular_values
 from .records import ConvLayer, Separability
 
 __all__ = ["separability", "weight_of"]
@@ -37,8 +38,8 @@ def separability(weight: torch.Tensor, groups: int) -> Separability:
     per_in = w.reshape(groups, c_out // groups, c_in_g, k).permute(0, 2, 1, 3).reshape(-1, c_out // groups, k)
     per_out = w.reshape(c_out, c_in_g, k)
     return Separability(
-        dw_pw=_cumulative(singular_values(per_in), full_rank(tuple(w.shape), groups, "dw_pw")),
-        pw_dw=_cumulative(singular_values(per_out), full_rank(tuple(w.shape), groups, "pw_dw")),
+        dw_pw=_cumulative(singular_values(per_in), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "dw_pw")),
+        pw_dw=_cumulative(singular_values(per_out), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "pw_dw")),
     )
 
 

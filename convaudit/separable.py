@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
-from .decompose import Factors, dw_pw_factors, full_rank, patch_covariance, pw_dw_factors
+from .cost_rules import exact_multiplier
+from .decompose import Factors, dw_pw_factors, patch_covariance, pw_dw_factors
 from .errors import UsageError
 from .registry import own_forward
 
@@ -117,7 +118,10 @@ class SeparableConv(nn.Module):
         dims = len(conv.kernel_size)
         target = separable_class(dims)
         groups = conv.groups
-        m = full_rank(tuple(conv.weight.shape), groups, order) if rank == "full" else int(rank)
+        if rank == "full":
+            m = exact_multiplier(conv.in_channels, conv.out_channels, groups, tuple(conv.kernel_size), order)
+        else:
+            m = int(rank)
         layer = target(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups,
             conv.bias is not None, conv.padding_mode, m, order, style, device=conv.weight.device, dtype=conv.weight.dtype,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .registry import Registry
 
-__all__ = ["SHAPE_RULES", "ShapeRule", "ShapeMismatch", "NoRule"]
+__all__ = ["SHAPE_RULES", "ShapeRule", "ShapeMismatch", "NoRule", "as_tuple"]
 
 Shape = tuple[int, ...]
 
@@ -38,8 +38,11 @@ ShapeRule = Callable[[Any, tuple, dict], Shape]
 SHAPE_RULES: Registry[ShapeRule] = Registry("shape rules")
 
 
-def _tuple(v: Any, n: int) -> tuple[int, ...]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * n
+def as_tuple(v: Any, n: int) -> tuple[int, ...]:
+    """An int or a sequence of ints as an n-tuple (PyTorch's _single/_pair/_triple); None entries stay None."""
+    if isinstance(v, (tuple, list)):
+        return tuple(None if x is None else int(x) for x in v)  # type: ignore[misc]
+    return (None,) * n if v is None else (int(v),) * n  # type: ignore[return-value]
 
 
 def _window(size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
@@ -127,10 +130,10 @@ def _pool_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
         raise NoRule
     nd = int(type(m).__name__[-2])
     lead, spatial = _spatial_input(m, args[0], nd, None)
-    k = _tuple(m.kernel_size, nd)
-    s = _tuple(m.stride if m.stride is not None else m.kernel_size, nd)
-    p = _tuple(m.padding, nd)
-    d = _tuple(getattr(m, "dilation", 1), nd)
+    k = as_tuple(m.kernel_size, nd)
+    s = as_tuple(m.stride if m.stride is not None else m.kernel_size, nd)
+    p = as_tuple(m.padding, nd)
+    d = as_tuple(getattr(m, "dilation", 1), nd)
     return lead + tuple(_window(i, *a, m.ceil_mode) for i, *a in zip(spatial, k, s, p, d))
 
 
@@ -138,7 +141,7 @@ def _pool_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
 def _adaptive_pool_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
     nd = int(type(m).__name__[-2])
     lead, spatial = _spatial_input(m, args[0], nd, None)
-    size = _tuple(m.output_size, nd)
+    size = as_tuple(m.output_size, nd)
     return lead + tuple(i if o is None else o for i, o in zip(spatial, size))
 
 

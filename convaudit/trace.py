@@ -10,7 +10,6 @@ to the root are moved into :attr:`Traced.constants`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,11 +63,6 @@ def trace(model: nn.Module, leaf_types: Sequence[type] = ()) -> Traced:
         added = _attribute_names(model) - before
         constants = {name: _pop_attribute(model, name) for name in added}
     return Traced(graph=graph, root=model, constants=constants)
-
-
-def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
-    """The parameters of ``model.forward`` (without self), for binding example inputs to placeholders."""
-    return list(inspect.signature(model.forward).parameters.values())
 
 
 def _attribute_names(model: nn.Module) -> set[str]:

@@ -35,7 +35,7 @@ class PlainSubclass(nn.Conv2d):
     ],
 )
 def test_kinds(module: nn.Module, kind: str) -> None:
-    assert conv_kind(conv_spec(Call("x", "call_module", module, (), {}, None, ""), module)) == kind
+    assert conv_kind(conv_spec(Call("x", "call_module", module, (), {}, None, ""))) == kind
 
 
 @pytest.mark.parametrize(

@@ -116,9 +116,11 @@ def test_separable_costs_equal_built_modules(c: dict, m: int) -> None:
 
 
 def test_exact_multiplier() -> None:
-    assert exact_multiplier(64, 1, (3, 3)) == 9
-    assert exact_multiplier(4, 1, (3, 3)) == 4
-    assert exact_multiplier(8, 4, (5,)) == 2
+    assert exact_multiplier(64, 64, 1, (3, 3)) == 9
+    assert exact_multiplier(64, 4, 1, (3, 3)) == 4
+    assert exact_multiplier(8, 8, 4, (5,)) == 2
+    assert exact_multiplier(4, 64, 1, (3, 3), "pw_dw") == 4  # pw_dw: bounded by Cin/g
+    assert exact_multiplier(64, 4, 1, (3, 3), "pw_dw") == 9
 
 
 @pytest.mark.parametrize("a,b", [((3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((7, 1, 3, 4), (6, 4, 2)), ((4,), (4, 3))])
