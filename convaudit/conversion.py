@@ -92,7 +92,10 @@ def convert(
         raise UsageError("--style mobilenet is for training from scratch: it needs --init random")
     if style is not None and order != "dw_pw":
         raise UsageError("--style mobilenet puts BN+ReLU between depthwise and pointwise: it needs --order dw_pw")
-    before = analyze(model, real_args, real_kwargs, graph=False, separability=True, source=source)
+    # The weight energies are read only when the policy chooses by them; each layer's kept energy is
+    # reported from its own factorisation anyway.
+    by_energy = energy is not None or target_macs is not None or order == "auto"
+    before = analyze(model, real_args, real_kwargs, graph=False, separability=by_energy, source=source)
     plan = plan_conversion(
         before, rank=rank, order=order, include=include, exclude=exclude, min_savings=min_savings,
         energy=energy, target_macs=target_macs,
