@@ -1,17 +1,17 @@
-"""Sources: a model.py, ``torchvision:NAME``, or a checkpoint holding a whole module.
+"""Sources: a model.py, ``torchvision:NAME``, or a checkpoint holding a whole module; ``--weights`` for any.
 
-Loading a model file runs it, as pytest runs a test file. Loading a checkpoint must not run code:
-it is unpickled with ``weights_only=True``; the only globals let through are ``nn.Module``
-subclasses that are already importable, found by listing the pickle's globals *before* loading.
-Anything else (``os.system``, ``builtins.eval``, a function) refuses the file with one clear line.
+Loading a model file runs it, as pytest runs a test file. Loading a checkpoint (or ``--weights``) must
+not run code: it is vetted from its pickle opcodes and unpickled with ``weights_only`` (see
+:mod:`convaudit.vetting`). Every source says where its weights come from: ``"loaded"`` (a checkpoint,
+``--weights``), ``"model file"`` (whatever model.py builds) or ``"initialised"`` (torchvision, fresh).
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import importlib.util
 import inspect
+import math
 import re
 import sys
 import traceback
@@ -25,6 +25,8 @@ import torch.nn as nn
 
 from .errors import CheckpointError, ModelLoadError, UsageError
 from .locate import record_definitions
+from .modelcheck import MAX_NUMEL, floating_dtype
+from .vetting import load_checkpoint_object, load_weights
 
 __all__ = ["LoadedModel", "load", "parse_shape", "CHECKPOINT_SUFFIXES"]
 
@@ -43,6 +45,8 @@ class LoadedModel:
     entry: str  #: what was built: "build_model()", "model", "Net()", "torchvision.models.resnet18", ...
     notes: list[str] = field(default_factory=list)  #: e.g. a guessed input shape
     namespace: dict[str, Any] = field(default_factory=dict)  #: the model file's globals (calibration_inputs, ...)
+    weights: str = "model file"  #: "loaded" (checkpoint, --weights) | "model file" | "initialised" (fresh torchvision)
+    weights_source: str | None = None  #: the file (and key) they were loaded from, the model file, or the builder
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -51,11 +55,23 @@ def parse_shape(text: str) -> tuple[int, ...]:
     shape = tuple(int(p) for p in re.split(r"[,x×]", compact)) if re.fullmatch(r"\d+([,x×]\d+)*", compact) else ()
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"--input-shape {text!r} is not a shape; write positive integers like 1,3,224,224")
+    if math.prod(shape) >= MAX_NUMEL:
+        raise UsageError(f"--input-shape {text!r} has {math.prod(shape):.3g} elements, more than a tensor can hold; give a smaller shape")
     return shape
 
 
-def load(spec: str, entry: str | None = None, input_shapes: Sequence[tuple[int, ...]] = ()) -> LoadedModel:
-    """Load a model from a path or ``torchvision:NAME``; ``input_shapes`` override its example inputs."""
+def load(
+    spec: str, entry: str | None = None, input_shapes: Sequence[tuple[int, ...]] = (), *,
+    weights: str | None = None, trust: Sequence[str] = (),
+) -> LoadedModel:  # fmt: skip
+    """Load a model from a path or ``torchvision:NAME``; ``input_shapes`` override its example inputs.
+
+    Args:
+        weights: a state_dict file to load into the model (vetted, ``weights_only``; strict keys and shapes).
+        trust: modules whose nn.Module classes a checkpoint may name; importing them runs their code.
+    """
+    if weights is not None and not Path(weights).is_file():
+        raise UsageError(f"--weights {weights}: no such file; give a state_dict saved with torch.save")
     if spec.startswith("torchvision:"):
         loaded = _load_torchvision(spec.split(":", 1)[1])
     else:
@@ -64,16 +80,19 @@ def load(spec: str, entry: str | None = None, input_shapes: Sequence[tuple[int, 
             raise UsageError(f"{spec}: no such file; give a model.py, a checkpoint (.pt/.pth) or torchvision:NAME")
         if path.is_dir():
             raise UsageError(f"{spec} is a directory; give a model.py or a checkpoint file inside it")
-        if path.suffix in CHECKPOINT_SUFFIXES:
-            loaded = _load_checkpoint(path)
+        if path.suffix.lower() in CHECKPOINT_SUFFIXES:  # model.PT is a checkpoint too, not Python
+            loaded = _load_checkpoint(path, trust)
         else:
             loaded = _load_python(path, entry)
+    if weights is not None:
+        loaded.weights, loaded.weights_source = "loaded", load_weights(loaded.model, Path(weights), trust)
     if input_shapes:
-        loaded.args = tuple(torch.empty(s, device="meta") for s in input_shapes)
+        dtype = floating_dtype(loaded.model)  # a float16 model gets float16 inputs
+        loaded.args = tuple(torch.empty(s, dtype=dtype, device="meta") for s in input_shapes)
         loaded.kwargs = {}
         loaded.notes = [n for n in loaded.notes if "input shape" not in n]
     elif not loaded.args and not loaded.kwargs:
-        loaded.args = (torch.empty(_guess_shape(loaded.model, spec), device="meta"),)
+        loaded.args = (torch.empty(_guess_shape(loaded.model, spec), dtype=floating_dtype(loaded.model), device="meta"),)
         shape = ",".join(map(str, loaded.args[0].shape))
         loaded.notes.append(f"input shape {shape} guessed from the first conv; pass --input-shape to set it")
     return loaded
@@ -96,13 +115,15 @@ def _load_python(path: Path, entry: str | None) -> LoadedModel:
                 spec.loader.exec_module(module)
             except SyntaxError as exc:
                 raise ModelLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the file and run again") from exc
+            except SystemExit as exc:
+                raise _exit_error(exc, path, "at import; keep script code under `if __name__ == '__main__':`") from exc
             except Exception as exc:
                 raise ModelLoadError(f"{_user_frame(exc, path)}: {type(exc).__name__}: {exc} (while running {path.name})") from exc
             model, what = _pick_entry(module, path, entry)
         args, kwargs = _example_inputs(module, path)
     finally:
         sys.path.remove(str(path.parent.resolve()))
-    return LoadedModel(model, args, kwargs, str(path), what, namespace=vars(module))
+    return LoadedModel(model, args, kwargs, str(path), what, namespace=vars(module), weights_source=str(path))
 
 
 def _pick_entry(module: Any, path: Path, entry: str | None) -> tuple[nn.Module, str]:
@@ -124,9 +145,7 @@ def _pick_entry(module: Any, path: Path, entry: str | None) -> tuple[nn.Module, 
     if len(classes) == 1:
         return _build(classes[0], classes[0].__name__, path), f"{classes[0].__name__}()"
     if not classes:
-        raise ModelLoadError(
-            f"{path} defines no nn.Module to analyse; add build_model() or a module-level `model`, or pass --entry NAME"
-        )
+        raise _no_entry_error(module, path)
     names = ", ".join(c.__name__ for c in classes)
     raise ModelLoadError(f"{path} defines several nn.Module classes ({names}); pick one with --entry NAME")
 
@@ -138,6 +157,8 @@ def _build(obj: Any, what: str, path: Path) -> nn.Module:
         raise ModelLoadError(f"{path}: {what} is neither an nn.Module nor callable; point --entry at a class or function")
     try:
         built = obj()
+    except SystemExit as exc:
+        raise _exit_error(exc, path, f"in {what}()") from exc
     except Exception as exc:
         raise ModelLoadError(f"{_user_frame(exc, path)}: {what}() raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(built, nn.Module):
@@ -151,6 +172,8 @@ def _example_inputs(module: Any, path: Path) -> tuple[tuple, dict]:
         return (), {}
     try:
         value = fn() if callable(fn) else fn
+    except SystemExit as exc:
+        raise _exit_error(exc, path, "in example_inputs()") from exc
     except Exception as exc:
         raise ModelLoadError(f"{_user_frame(exc, path)}: example_inputs() raised {type(exc).__name__}: {exc}") from exc
     return split_inputs(value, f"{path}: example_inputs()")
@@ -167,6 +190,33 @@ def split_inputs(value: Any, where: str) -> tuple[tuple, dict]:
             return tuple(value[0]), dict(value[1])
         return tuple(value), {}
     raise ModelLoadError(f"{where} returned {type(value).__name__}; return a tensor, a tuple of inputs, a dict, or (args, kwargs)")
+
+
+def _no_entry_error(module: Any, path: Path) -> ModelLoadError:
+    """No entry found: name the classes that need constructor arguments, if that is why."""
+    needy = [
+        obj for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__
+    ]  # fmt: skip
+    if not needy:
+        return ModelLoadError(
+            f"{path} defines no nn.Module to analyse; add build_model() or a module-level `model`, or pass --entry NAME"
+        )
+    what = "; ".join(f"{c.__name__} needs constructor arguments ({', '.join(_required_args(c)) or '?'})"
+                     for c in needy[:3])  # fmt: skip
+    return ModelLoadError(f"{path}: {what}; add build_model() or pass --entry NAME of a function that builds it")
+
+
+def _required_args(cls: type) -> list[str]:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _exit_error(exc: SystemExit, path: Path, when: str) -> ModelLoadError:
+    return ModelLoadError(f"{_user_frame(exc, path)}: called sys.exit({exc.code!r}) while loading {path.name} ({when})")
 
 
 def _no_required_args(cls: type) -> bool:
@@ -217,57 +267,24 @@ def _load_torchvision(name: str) -> LoadedModel:
         model = builder(**kwargs)
     video = name in tvm.list_models(module=tvm.video)
     shape = (1, 3, 16, 112, 112) if video else (1, 3, 224, 224)
-    return LoadedModel(model, (torch.empty(shape, device="meta"),), {}, f"torchvision:{name}", f"torchvision.models.{name}")
+    return LoadedModel(
+        model, (torch.empty(shape, device="meta"),), {}, f"torchvision:{name}", f"torchvision.models.{name}",
+        weights="initialised", weights_source=f"torchvision.models.{name}(weights=None)",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- checkpoints
 
 
-def _load_checkpoint(path: Path) -> LoadedModel:
-    try:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc}); save it with torch.save") from exc
-    allowed = []
-    for qualname in unsafe:
-        obj = _resolve_module_class(qualname)
-        if obj is None and qualname.startswith("__main__."):
-            raise CheckpointError(
-                f"{path}: pickles {qualname}, a class of the script that saved it, which cannot be imported here; "
-                "save model.state_dict() instead and load it in a model.py's build_model()"
-            )
-        if obj is None:
-            raise CheckpointError(
-                f"{path}: refused: unpickling it would call {qualname}, which is not an importable nn.Module class; "
-                "only load checkpoints you trust, and prefer saving a state_dict"
-            )
-        allowed.append(obj)
-    try:
-        with torch.serialization.safe_globals(allowed):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        line = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: refused by weights_only loading: {line}") from exc
+def _load_checkpoint(path: Path, trust: Sequence[str]) -> LoadedModel:
+    obj = load_checkpoint_object(path, trust)
     if isinstance(obj, nn.Module):
-        return LoadedModel(obj, (), {}, str(path), type(obj).__name__)
+        return LoadedModel(obj, (), {}, str(path), type(obj).__name__, weights="loaded", weights_source=str(path))
     kind = "a state_dict" if isinstance(obj, dict) else f"a {type(obj).__name__}"
     raise CheckpointError(
-        f"{path} holds {kind}, not a whole module; build the model in a model.py (build_model() may load these weights) and pass that"
+        f"{path} holds {kind}, not a whole module; pass a model.py (or torchvision:NAME) that builds the model, "
+        f"with --weights {path}"
     )
-
-
-def _resolve_module_class(qualname: str) -> type | None:
-    """The class a pickle global names, if it is an already-importable nn.Module subclass."""
-    module_name, _, attr = qualname.rpartition(".")
-    if not module_name or module_name == "__main__":
-        return None
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except Exception:
-        return None
-    return obj if inspect.isclass(obj) and issubclass(obj, nn.Module) else None
 
 
 def _guess_shape(model: nn.Module, spec: str) -> tuple[int, ...]:

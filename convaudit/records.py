@@ -217,6 +217,8 @@ class Analysis:
     warnings: tuple[str, ...] = ()
     uncalled_convs: tuple[str, ...] = ()  #: conv modules the forward never ran at these inputs
     timing: Timing | None = None  #: measured layer times, when asked for (real compute)
+    weights: str = "as given"  #: "loaded" (checkpoint, --weights) | "model file" | "initialised" | "as given" (API)
+    weights_source: str | None = None  #: where they came from: the file (and key), the model file, the builder
     schema_version: str = SCHEMA_VERSION
 
     @property
@@ -256,6 +258,8 @@ class Analysis:
             warnings=tuple(data.get("warnings", ())),
             uncalled_convs=tuple(data.get("uncalled_convs", ())),
             timing=_timing_from_dict(data.get("timing")),
+            weights=data.get("weights", "as given"),
+            weights_source=data.get("weights_source"),
             schema_version=data["schema_version"],
         )
 
@@ -334,7 +338,10 @@ class ConversionReport:
     costs_match: bool  #: measured params and MACs equal the predicted ones
     notes: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
+    weights: str = "as given"  #: as in Analysis: "loaded" | "model file" | "initialised" | "as given"
+    weights_source: str | None = None
     schema_version: str = SCHEMA_VERSION
+    generator: str = "convaudit"  #: marks conversion.json as ours: --force replaces only such artifacts
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of the conversion."""

@@ -9,7 +9,7 @@ from ..records import Analysis, ConvLayer
 
 __all__ = [
     "count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel", "likely_contractions", "percent",
-    "kept_energy", "timing_lines", "timing_totals",
+    "kept_energy", "timing_lines", "timing_totals", "weights_text",
 ]  # fmt: skip
 
 
@@ -122,11 +122,25 @@ def timing_lines(analysis: Analysis) -> list[str]:
     ]
 
 
+def weights_text(weights: str, source: str | None) -> str:
+    """Where the weights came from, for one summary line: trained (loaded), the model file's, or fresh."""
+    src = f" {source}" if source else ""
+    if weights == "loaded":
+        return f"trained, loaded from{src}"
+    if weights == "initialised":
+        built = source or "no checkpoint"
+        return f"freshly initialised ({built}): energy figures describe random weights; pass --weights"
+    if weights == "model file":
+        return f"as the model file builds them ({source})" if source else "as the model file builds them"
+    return "as given to analyze() (not loaded by convaudit)" if weights == "as given" else f"{weights}{src}"
+
+
 def summary_lines(analysis: Analysis) -> list[str]:
     """The headline figures, one per line, units named."""
     t = analysis.totals
     lines = [
         f"model: {analysis.model} ({analysis.model_class}), inputs {', '.join(shape(s) for s in analysis.input_shapes)}",
+        f"weights: {weights_text(analysis.weights, analysis.weights_source)}",
         f"traced with: {analysis.trace_path}" + (f" — {analysis.trace_note}" if analysis.trace_note else ""),
         f"params: {count(t.params)} · MACs: {count(t.macs)} ({si(t.macs)}; FLOPs = 2·MACs = {si(t.flops)})",
         f"convolutions: {len(analysis.layers)} ({t.candidates} candidates) · {t.conv_macs_share:.1%} of MACs",

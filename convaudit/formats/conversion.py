@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from ..records import ConversionReport, ConvertedLayer
-from .common import count, ratio
+from .common import count, ratio, weights_text
 
 __all__ = ["render_conversion_text", "render_conversion_html", "conversion_view"]
 
@@ -25,6 +25,7 @@ def render_conversion_text(report: ConversionReport) -> str:
     check = "measured = predicted" if r.costs_match else "MEASURED ≠ PREDICTED"
     lines = [
         f"converted {len(r.layers)} conv(s) of {r.model}",
+        f"weights: {weights_text(r.weights, r.weights_source)}",
         f"params: {count(r.params_before)} → {count(r.params_measured)} ({ratio(r.params_measured / r.params_before if r.params_before else 1)}) · "
         f"MACs: {count(r.macs_before)} → {count(r.macs_measured)} ({ratio(r.macs_measured / r.macs_before if r.macs_before else 1)}) · {check}",
         f"final output relative error on the example inputs: {_err(r.output_error)}"

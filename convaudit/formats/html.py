@@ -20,7 +20,9 @@ import jinja2
 from markupsafe import Markup
 
 from ..records import Analysis, ConvLayer, OpSummary
-from .common import count, kept_energy, kernel, likely_contractions, percent, ratio, shape, si, timing_lines, where
+from .common import (
+    count, kept_energy, kernel, likely_contractions, percent, ratio, shape, si, timing_lines, weights_text, where,
+)
 
 __all__ = ["render_html", "view_model", "template_root", "script_json"]
 
@@ -91,6 +93,7 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "inputs": [shape(s) for s in analysis.input_shapes],
         "trace_path": analysis.trace_path,
         "trace_note": analysis.trace_note,
+        "weights": weights_text(analysis.weights, analysis.weights_source),
         "has_convs": bool(layers),
         "cards": _cards(analysis),
         "predicted": _predicted(analysis),
