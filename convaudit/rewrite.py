@@ -23,6 +23,7 @@ from .cost_rules import CONV_FUNCTIONS, functional_conv_args
 from .errors import UsageError
 from .policy import Choice
 from .separable import SeparableConv
+from .safe_fx import safe_codegen
 from .trace import ConvTracer
 
 __all__ = ["rewrite", "eval_mode", "recalibrate_batchnorm", "rebuild_structure", "replace_module", "capture_conv_inputs", "functional_as_module"]
@@ -180,7 +181,8 @@ def functional_as_module(spec: dict[str, Any], weight: nn.Parameter, bias: torch
 def _rewrite_functional(model: nn.Module, choices: Sequence[Choice], factory: Factory) -> tuple[torch.fx.GraphModule, dict[str, SeparableConv]]:
     tracer = ConvTracer(leaf_types=(SeparableConv,))
     graph = tracer.trace(model)
-    gm = torch.fx.GraphModule(tracer.root, graph, class_name=type(model).__name__)
+    # fx would paste module and parameter names into the code it compiles here: safe_codegen writes them as data
+    gm = torch.fx.GraphModule(tracer.root, safe_codegen(graph), class_name=type(model).__name__)
     wanted = {c.name: c for c in choices}
     made: dict[tuple, str] = {}
     replaced: dict[str, SeparableConv] = {}
