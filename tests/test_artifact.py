@@ -9,7 +9,7 @@ import torch
 
 import convaudit
 from convaudit.artifact import load_converted, write_artifact
-from convaudit.errors import OutputExistsError
+from convaudit.errors import OutputExistsError, UsageError
 from convaudit.load import load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -74,6 +74,11 @@ def test_existing_directory_is_kept_without_force(tmp_path: Path) -> None:
     with pytest.raises(OutputExistsError, match="already exists; pass --force"):
         write_artifact(out, c.model, c.report, c.plan, (loaded.args, {}), source=loaded.source)
     assert (out / "mine.txt").read_text() == "keep"
-    write_artifact(out, c.model, c.report, c.plan, (loaded.args, {}), source=loaded.source, force=True)
-    assert not (out / "mine.txt").exists() and (out / "model.py").exists()
+    with pytest.raises(UsageError, match=r"not written by convaudit \(it holds 'mine.txt'.*left it alone"):
+        write_artifact(out, c.model, c.report, c.plan, (loaded.args, {}), source=loaded.source, force=True)
+    assert (out / "mine.txt").read_text() == "keep"  # --force replaces only convaudit's own artifact
+    (out / "mine.txt").unlink()
+    write_artifact(out, c.model, c.report, c.plan, (loaded.args, {}), source=loaded.source, force=True)  # empty
+    write_artifact(out, c.model, c.report, c.plan, (loaded.args, {}), source=loaded.source, force=True)  # ours
+    assert (out / "model.py").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary directories left

@@ -94,6 +94,11 @@ def test_json_output_and_refusal_to_overwrite(tmp_path: Path, capsys) -> None:
     assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out)]) == EXIT_USAGE
     assert "already exists; pass --force" in one_line_error(capsys.readouterr().err)
     assert out.read_text() == "keep me"
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out), "--force", "-q"]) == EXIT_USAGE
+    assert "was not written by convaudit" in one_line_error(capsys.readouterr().err)  # --force replaces only ours
+    assert out.read_text() == "keep me"
+    out.unlink()
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out), "-q", "--no-cross-check"]) == EXIT_OK
     assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out), "--force", "-q"]) == EXIT_OK
     assert json.loads(out.read_text())["model"].endswith("small_cnn.py")
     assert capsys.readouterr().out == ""

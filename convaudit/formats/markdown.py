@@ -11,7 +11,8 @@ import re
 from collections import Counter
 
 from ..records import Analysis, ConvLayer, Separable
-from .common import costliest, count, kept_energy, kernel, percent, ratio, shape, si, summary_lines, where
+from .common import costliest, count, kept_energy, kernel, percent, ratio, shape, si, summary_lines, weights_text, where
+from .signature import markdown_signature
 
 __all__ = ["render_markdown", "md", "md_code"]
 
@@ -41,7 +42,8 @@ def render_markdown(analysis: Analysis) -> str:
     lines = [
         f"### convaudit: {md(a.model)}",
         "",
-        f"{md_code(a.model_class, table=False)} · input {inputs} · traced with {md(a.trace_path)}",
+        f"{md_code(a.model_class, table=False)} · input {inputs} · traced with {md(a.trace_path)}"
+        f" · weights {md(weights_text(a.weights, a.weights_source))}",
     ]
     if a.trace_note:
         lines += ["", f"> **Trace:** {md(a.trace_note)}"]
@@ -52,7 +54,7 @@ def render_markdown(analysis: Analysis) -> str:
     if a.warnings:
         lines += [""] + [f"> **Warning:** {md(w)}" for w in a.warnings]
     env = " · ".join(f"{md(k)} {md(v)}" for k, v in sorted(a.environment.items()) if k != "platform")
-    lines += ["", f"<sub>{env} · schema {md(a.schema_version)}</sub>"]
+    lines += ["", f"<sub>{env} · schema {md(a.schema_version)}</sub>", markdown_signature()]  # --force knows it is ours
     return "\n".join(lines) + "\n"
 
 

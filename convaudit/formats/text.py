@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..records import Analysis, ConvLayer
 from .common import costliest, count, kernel, ratio, shape, summary_lines, where
+from .signature import text_signature
 
 __all__ = ["render_text", "terminal_summary"]
 
@@ -27,7 +28,7 @@ def render_text(analysis: Analysis) -> str:
     """Full text report: summary, every conv, skip reasons."""
     lines = summary_lines(analysis) + [""]
     if not analysis.layers:
-        lines.append("No convolutions found.")
+        lines += ["No convolutions found.", "", text_signature()]
         return "\n".join(lines) + "\n"
     lines += [_HEADER, "-" * len(_HEADER)]
     lines += [_row(layer) for layer in analysis.layers]
@@ -45,6 +46,7 @@ def render_text(analysis: Analysis) -> str:
     if skipped:
         lines += ["", "Not candidates:"]
         lines += [f"  {layer.name}: {layer.skip_reason}" for layer in skipped]
+    lines += ["", text_signature()]  # how --force knows this file is ours
     return "\n".join(lines) + "\n"
 
 
