@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import math
 import platform
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -14,12 +15,21 @@ import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
 from . import __version__
-from .costs import call_cost, conv_layers, layer_name, model_totals, op_summaries, uncosted
+from .costs import (
+    call_cost,
+    conv_layers,
+    layer_name,
+    model_totals,
+    op_summaries,
+    uncosted,
+)
 from .crosscheck import fvcore_count
 from .errors import UsageError
 from .graph import build_graph, graph_view
+from .guard import untouched
 from .latency import measure
 from .locate import definition_of, parameter_definition
+from .modelcheck import MAX_NUMEL, check_model, floating_dtype
 from .records import Analysis, ConvLayer
 from .separability import separability as weight_separability
 from .separability import weight_of
@@ -69,7 +79,12 @@ def analyze(
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
     """
-    with _no_cyclic_gc():  # NB: a full collection over torch's heap costs more than analysing 2000 convs
+    check_model(model)
+    for key, rule in (rules or {}).items():
+        if rule is not None and not callable(rule):
+            raise UsageError(f"rules[{key!r}] is a {type(rule).__name__}; give a function of the call, or None to ignore it")
+    # Tracing and propagation execute the model's code: whatever it does to the modules is undone after.
+    with _no_cyclic_gc(), untouched(model):  # NB: a full GC over torch's heap costs more than analysing 2000 convs
         return _analyze(
             model, example_inputs, example_kwargs, input_shape, cross_check, rules, shape_rules, leaf_types, graph,
             separability, timing, source,
@@ -102,7 +117,7 @@ def _analyze(
     timing: bool,
     source: str | None,
 ) -> Analysis:
-    args, kwargs = _inputs(example_inputs, example_kwargs, input_shape)
+    args, kwargs = _inputs(example_inputs, example_kwargs, input_shape, floating_dtype(model))
     ctx = FakeContext(next((p.device for p in model.parameters()), torch.device("cpu")))
     fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)
     try:
@@ -162,20 +177,37 @@ def _with_separability(model: nn.Module, layer: ConvLayer) -> ConvLayer:
     return dataclasses.replace(layer, separability=weight_separability(weight, layer.groups))
 
 
-def _inputs(example_inputs: Any, example_kwargs: Mapping[str, Any] | None, input_shape: Any) -> tuple[tuple, dict]:
-    """Normalise inputs to (args, kwargs); shapes become meta tensors (nothing is allocated)."""
+def _inputs(
+    example_inputs: Any, example_kwargs: Mapping[str, Any] | None, input_shape: Any, dtype: torch.dtype = torch.float32
+) -> tuple[tuple, dict]:
+    """Normalise inputs to (args, kwargs); shapes become meta tensors of ``dtype`` (nothing is allocated)."""
+    if example_kwargs is not None and not isinstance(example_kwargs, Mapping):
+        raise UsageError(f"example_kwargs is a {type(example_kwargs).__name__}; give a dict of keyword inputs")
     if input_shape is not None:
         if example_inputs is not None:
             raise UsageError("give example_inputs or input_shape, not both")
-        shapes = [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape)
-        return tuple(torch.empty(tuple(s), device="meta") for s in shapes), dict(example_kwargs or {})
+        shapes = [input_shape] if _is_shape(input_shape) else list(input_shape)
+        if not shapes or not all(_is_shape(s) for s in shapes):
+            raise UsageError(f"input_shape {input_shape!r}: give positive integers like (1, 3, 224, 224), or a list of such")
+        return tuple(torch.empty(tuple(s), dtype=dtype, device="meta") for s in shapes), dict(example_kwargs or {})
     if example_inputs is None and not example_kwargs:
         raise UsageError("no example inputs: pass example_inputs=... or input_shape=(1, 3, 224, 224)")
     if isinstance(example_inputs, torch.Tensor):
         args: tuple = (example_inputs,)
-    else:
+    elif example_inputs is None or isinstance(example_inputs, (tuple, list)):
         args = tuple(example_inputs or ())
+    else:
+        raise UsageError(f"example_inputs is a {type(example_inputs).__name__}; give a tensor or a tuple of inputs")
     return args, dict(example_kwargs or {})
+
+
+def _is_shape(value: Any) -> bool:
+    """A sequence of positive ints whose product torch can hold."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        return False
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
+        return False
+    return math.prod(value) < MAX_NUMEL
 
 
 def _flat_tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:

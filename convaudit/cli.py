@@ -8,13 +8,18 @@ Exit codes (defined in :mod:`convaudit.errors`): 0 ok (a model without convs is 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__
 from .errors import EXIT_FAILURE, EXIT_OK, ConvauditError, UsageError
+from .output import Terminated, signals_as_exceptions
 
 __all__ = ["main", "build_parser"]
 
@@ -33,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", help="output file (default report.<format>; '-' for stdout)")
     report.add_argument("--format", choices=["html", "json", "text", "markdown"], help="default: from -o's suffix, else html")
     report.add_argument("--entry", help="name of the function, class or module in model.py to analyse")
+    _weights_options(report)
     report.add_argument(
         "--input-shape", action="append", default=[], metavar="SHAPE",
         help="input shape like 1,3,224,224; repeat for several inputs (overrides example_inputs())",
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("source", help="model.py, a checkpoint (.pt/.pth) holding a module, or torchvision:NAME")
     conv.add_argument("-o", "--output", default="converted", help="output directory (default: converted)")
     conv.add_argument("--entry", help="name of the function, class or module in model.py to convert")
+    _weights_options(conv)
     conv.add_argument("--input-shape", action="append", default=[], metavar="SHAPE", help="example input shape, repeatable")
     conv.add_argument("--rank", help="channel multiplier m for every chosen layer, or 'full' (exact); default 1")
     conv.add_argument("--order", default="dw_pw", choices=["dw_pw", "pw_dw", "auto"], help="default dw_pw")
@@ -70,12 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _weights_options(parser: argparse.ArgumentParser) -> None:
+    """--weights and --trust, the same for report and convert."""
+    parser.add_argument(
+        "--weights", metavar="STATE_DICT",
+        help="load this state_dict (torch.save file, read weights_only) into the model; any source",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trust", action="append", default=[], metavar="MODULE",
+        help="let a checkpoint use MODULE's nn.Module classes; this runs that module's import (repeatable)",
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convaudit`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _report(args) if args.command == "report" else _convert(args)
+        with signals_as_exceptions(), _data_channel(getattr(args, "output", None) == "-") as args.data_out:
+            return _report(args) if args.command == "report" else _convert(args)
+    except Terminated:  # temporary files are already removed (signals_as_exceptions)
+        print("convaudit: terminated by SIGTERM; temporary files removed, nothing written", file=sys.stderr)
+        return EXIT_FAILURE
+    except SystemExit as exc:  # raised by the model's code (argparse is done): it must not pass for our own exit
+        print(f"convaudit: error: the model's code called sys.exit({exc.code!r}); nothing was written", file=sys.stderr)
+        return EXIT_FAILURE
     except ConvauditError as exc:
         if args.debug:
             traceback.print_exc()
@@ -92,12 +118,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+@contextlib.contextmanager
+def _data_channel(data_on_stdout: bool) -> Iterator[TextIO]:
+    """The stream a document goes to; while it is stdout, whatever the model prints goes to stderr.
+
+    Python-level prints are redirected through ``sys.stdout``; when stdout is a real file descriptor,
+    the descriptor itself is pointed at stderr too (prints from C code), and the document is written
+    through a duplicate of the original.
+    """
+    if not data_on_stdout:
+        yield sys.stdout
+        return
+    out = sys.stdout
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    out.flush()
+    saved = os.dup(fd) if fd is not None else None
+    data = os.fdopen(os.dup(saved), "w", encoding="utf-8") if saved is not None else out
+    if fd is not None:
+        os.dup2(sys.stderr.fileno(), fd)
+    sys.stdout = sys.stderr
+    try:
+        yield data
+    finally:
+        sys.stdout = out
+        data.flush()
+        if saved is not None:
+            data.close()
+            os.dup2(saved, fd)  # type: ignore[arg-type]
+            os.close(saved)
+
+
+def _input_paths(args: argparse.Namespace) -> list[str]:
+    """The files a command reads (the source, --weights): -o may not be or hold any of them."""
+    return [p for p in (args.source, getattr(args, "weights", None)) if p]
+
+
 def _report(args: argparse.Namespace) -> int:
     from .analysis import analyze
     from .formats import SUFFIXES, render
     from .formats.text import terminal_summary
     from .load import load, parse_shape
-    from .output import refuse_existing, write_atomic
+    from .output import check_output, write_atomic
 
     fmt = args.format or (SUFFIXES.get(Path(args.output).suffix.lower()) if args.output and args.output != "-" else None) or "html"
     if args.output and args.output != "-" and args.format and Path(args.output).suffix.lower() in SUFFIXES:
@@ -105,22 +169,23 @@ def _report(args: argparse.Namespace) -> int:
             raise UsageError(f"-o {args.output} looks like {SUFFIXES[Path(args.output).suffix.lower()]}, but --format is {fmt}")
     output = args.output or f"report.{ {'markdown': 'md', 'text': 'txt'}.get(fmt, fmt) }"
     if output != "-":
-        refuse_existing(output, args.force)  # before the work, not after it
+        check_output(output, inputs=_input_paths(args), force=args.force)  # before the work, not after it
     shapes = [parse_shape(s) for s in args.input_shape]
-    loaded = load(args.source, entry=args.entry, input_shapes=shapes)
+    loaded = load(args.source, entry=args.entry, input_shapes=shapes, weights=args.weights, trust=args.trust)
     analysis = analyze(
         loaded.model, loaded.args, loaded.kwargs, cross_check=not args.no_cross_check, separability=True,
         timing=args.time, source=loaded.source,
     )  # fmt: skip
+    analysis = dataclasses.replace(analysis, weights=loaded.weights, weights_source=loaded.weights_source)
     if loaded.notes:
         from dataclasses import replace
 
         analysis = replace(analysis, warnings=tuple(loaded.notes) + analysis.warnings)
     text = render(analysis, fmt)
     if output == "-":
-        sys.stdout.write(text)
+        args.data_out.write(text)
         return EXIT_OK
-    written = write_atomic(output, text, force=args.force)
+    written = write_atomic(output, text, force=args.force, inputs=_input_paths(args))
     if not args.quiet:
         print(terminal_summary(analysis))
         print(f"wrote {written} ({fmt})")
@@ -131,13 +196,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .artifact import write_artifact
+    from .artifact import ARTIFACT_FILES, write_artifact
     from .conversion import convert, materialize
     from .formats.conversion import render_conversion_html, render_conversion_text
     from .load import load, parse_shape
-    from .output import refuse_existing
+    from .output import check_output
 
-    refuse_existing(args.output, args.force)  # before the work, not after it
+    # before the work, not after it
+    check_output(args.output, inputs=_input_paths(args), force=args.force, directory=True, files=ARTIFACT_FILES)
     if args.rank is not None and (args.energy is not None or args.target_macs is not None):
         raise UsageError("--rank cannot be combined with --energy or --target-macs: they choose m per layer")
     if args.energy is not None and args.target_macs is not None:
@@ -148,7 +214,7 @@ def _convert(args: argparse.Namespace) -> int:
             raise UsageError(f"--rank {rank!r}: give a positive integer or 'full'")
         rank = int(str(rank))
     shapes = [parse_shape(s) for s in args.input_shape]
-    loaded = load(args.source, entry=args.entry, input_shapes=shapes)
+    loaded = load(args.source, entry=args.entry, input_shapes=shapes, weights=args.weights, trust=args.trust)
     calibration = None
     if args.init == "calibrated" or args.recalibrate_bn:
         fn = loaded.namespace.get("calibration_inputs")
@@ -163,12 +229,13 @@ def _convert(args: argparse.Namespace) -> int:
         source=loaded.source,
     )  # fmt: skip
     example = (materialize(loaded.args), materialize(loaded.kwargs))
+    report = dataclasses.replace(result.report, weights=loaded.weights, weights_source=loaded.weights_source)
     out = write_artifact(
-        args.output, result.model, result.report, result.plan, example, source=loaded.source,
-        entry=args.entry, html=render_conversion_html(result.report), force=args.force,
+        args.output, result.model, report, result.plan, example, source=loaded.source,
+        entry=args.entry, html=render_conversion_html(report), force=args.force, inputs=_input_paths(args),
     )  # fmt: skip
     if not args.quiet:
-        print(render_conversion_text(result.report))
+        print(render_conversion_text(report))
         print(f"wrote {out}/ (model.py, state_dict.pt, conversion.json, conversion.html)")
         print(f'load it: python -c "import convaudit; m = convaudit.load_converted({str(out)!r})"')
     return EXIT_OK

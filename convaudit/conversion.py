@@ -19,6 +19,8 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from .analysis import _environment, _inputs, analyze
 from .errors import ConvauditError, UsageError
+from .guard import untouched
+from .modelcheck import check_model
 from .policy import Choice, Plan, plan_conversion, with_mobilenet_norms
 from .records import Analysis, ConversionReport, ConvertedLayer
 from .rewrite import capture_conv_inputs, eval_mode, recalibrate_batchnorm, rewrite
@@ -82,6 +84,7 @@ def convert(
     Returns:
         A :class:`Conversion` with ``.model`` and ``.report``.
     """
+    check_model(model, need_data=True)
     args, kwargs = _inputs(example_inputs, example_kwargs, None)
     real_args, real_kwargs = materialize(args), materialize(kwargs)
     if init == "calibrated" and calibration is None:
@@ -144,7 +147,8 @@ class _Reference:
     def take(cls, model: nn.Module, names: Sequence[str], args: tuple, kwargs: dict) -> _Reference:
         convs = {n: m for n in names if isinstance(m := _get(model, n), _ConvNd)}
         outputs: list[Any] = []
-        with torch.no_grad(), eval_mode(model):  # eval mode, flags restored after: no copy of the model needed
+        # eval mode, flags and everything the forward may change restored after: no copy of the model needed
+        with torch.no_grad(), untouched(model), eval_mode(model):
             inputs = capture_conv_inputs(model, list(convs), [(args, kwargs)], outputs)
         return cls(outputs[0], convs, inputs)
 
@@ -165,7 +169,8 @@ def _verify(
         got = converted(*args, **kwargs)
         layer_errors = {}
         for name, conv in reference.convs.items():
-            errs = [_rel_error(replaced[name](x), conv(x)) for x in reference.inputs[name]]
+            with untouched(conv):  # the user's conv (its hooks run as in the model, their traces do not stay)
+                errs = [_rel_error(replaced[name](x), conv(x)) for x in reference.inputs[name]]
             layer_errors[name] = max(errs) if errs else None
     after = analyze(converted, args, kwargs, graph=False, separability=False)
     measured = {layer.name: layer for layer in after.layers}

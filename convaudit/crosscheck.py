@@ -1,8 +1,10 @@
 """An independent count with fvcore (the numbers papers quote), shown beside ours.
 
 fvcore jit-traces a *real* forward, so this is opt-in from Python and skipped, with the reason
-stated, when the activations of one forward would be too large. BatchNorm running statistics that
-a training-mode forward would update are restored afterwards: the user's model is left as found.
+stated, when the activations of one forward would be too large. The forward runs on a deep copy of
+the model, so whatever fvcore leaves behind when its trace fails (hooks on every module) and whatever
+the model's own hooks and forward change stay on the copy; a model that cannot be copied is not
+cross-checked, and the report says why.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from copy import deepcopy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,11 +49,14 @@ def fvcore_count(
             f"(limit {MAX_FORWARD_BYTES / 1024**3:.0f} GiB); our counts need no forward"
         )
         return _skipped(version, reason)
+    try:
+        copy = deepcopy(model)
+    except Exception as exc:
+        return _skipped(version, f"the model cannot be copied ({_first_line(exc)}), and fvcore's forward is not run on the original")
     real = tree_map(_materialize, tuple(args))
-    target, prefix = model, ""
-    if kwargs:  # fvcore passes positional inputs only: bind the keyword ones in a wrapper (not a change to the model)
-        target, prefix = _BoundKwargs(model, tree_map(_materialize, dict(kwargs))), "model."
-    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    target, prefix = copy, ""
+    if kwargs:  # fvcore passes positional inputs only: bind the keyword ones in a wrapper
+        target, prefix = _BoundKwargs(copy, tree_map(_materialize, dict(kwargs))), "model."
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(), torch.no_grad():
@@ -63,13 +69,7 @@ def fvcore_count(
             by_module = fca.by_module()
             unsupported = dict(fca.unsupported_ops())
     except Exception as exc:  # fvcore's jit trace fails on some models; say so, do not fail the report
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _skipped(version, f"fvcore failed: {line[:200]}")
-    finally:
-        with torch.no_grad():
-            for name, b in model.named_buffers():
-                if name in saved:
-                    b.copy_(saved[name])
+        return _skipped(version, f"fvcore failed: {_first_line(exc)[:200]}")
     comparable = sum(int(v) for k, v in by_op.items() if k in CONTRACTION_OPS)
     conv = sum(int(by_module.get(prefix + name, 0)) for name in conv_names)
     return CrossCheck(
@@ -86,6 +86,10 @@ class _BoundKwargs(nn.Module):
 
     def forward(self, *args: Any) -> Any:
         return self.model(*args, **self.kwargs)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _skipped(version: str | None, reason: str) -> CrossCheck:

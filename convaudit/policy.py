@@ -96,6 +96,10 @@ def plan_conversion(
         raise UsageError(f"--energy {energy}: give a share of the weight energy in (0, 1], e.g. 0.95")
     if target_macs is not None and not 0 < target_macs <= 1:
         raise UsageError(f"--target-macs {target_macs}: give a share of today's MACs in (0, 1], e.g. 0.5")
+    if not (isinstance(min_savings, (int, float)) and 0 <= min_savings < 1):
+        raise UsageError(f"--min-savings {min_savings!r}: give a share of a layer's MACs in [0, 1), e.g. 0.5")
+    if rank not in (None, "full") and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise UsageError(f"--rank {rank!r}: give a positive integer multiplier or 'full'")
     skipped: list[tuple[str, str]] = []
     pool: list[ConvLayer] = []
     for layer in analysis.layers:
@@ -140,8 +144,6 @@ def _choose(layer: ConvLayer, rank: int | str | None, order: str, energy: float 
             m = exact
         else:
             m = 1 if rank is None else int(rank)
-            if m < 1:
-                raise UsageError(f"--rank {rank}: give a positive multiplier or 'full'")
         options.append(_make_choice(layer, o, m, exact))
     # auto: keep the most energy at the chosen m; ties go to fewer MACs
     best = max(options, key=lambda c: ((c.energy if c.energy is not None else 0.0), -c.macs_after))

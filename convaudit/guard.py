@@ -1,0 +1,76 @@
+"""Running the user's code without keeping its traces: every module left as it was found.
+
+Tracing and propagation execute the model's ``forward``. A forward may assign to ``self`` (fx then
+leaves a Proxy on the model), count its calls, register a submodule, or update a buffer in place
+(BatchNorm's ``num_batches_tracked`` in training mode). :func:`untouched` snapshots what such code
+can change (each module's attribute table, its parameter/buffer/submodule/hook tables, and buffer
+values) and puts it all back afterwards, also when the code raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+__all__ = ["untouched"]
+
+
+@dataclass
+class _ModuleState:
+    module: nn.Module
+    attributes: dict[str, Any]  #: the module's __dict__ (shallow)
+    tables: dict[str, Any]  #: copies of its dict/set attributes (_parameters, _buffers, _modules, hooks, ...)
+
+
+def _tables(module: nn.Module) -> dict[str, Any]:
+    return {k: v.copy() for k, v in vars(module).items() if isinstance(v, (dict, set))}
+
+
+def _restore(state: _ModuleState) -> None:
+    now = vars(state.module)
+    for key in [k for k in now if k not in state.attributes]:
+        del now[key]
+    for key, value in state.attributes.items():
+        if now.get(key, _MISSING) is not value:
+            now[key] = value
+    for key, saved in state.tables.items():
+        table = now[key]
+        if not _same(table, saved):  # put the contents back into the same object: others may hold a reference
+            table.clear()
+            table.update(saved)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Same keys in the same order holding the same objects (identity: tensors have no plain ``==``)."""
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(k1 == k2 and v1 is v2 for (k1, v1), (k2, v2) in zip(a.items(), b.items()))
+    return a == b
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def untouched(model: nn.Module) -> Iterator[None]:
+    """Run a block that executes ``model``'s code; afterwards its modules and buffer values are as before."""
+    modules = list(model.modules())
+    states = [_ModuleState(m, dict(vars(m)), _tables(m)) for m in modules]
+    buffers = [(b, b.detach().clone()) for m in modules for b in m._buffers.values() if _readable(b)]
+    try:
+        yield
+    finally:
+        for state in states:
+            _restore(state)
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                if buffer.shape == saved.shape and not torch.equal(buffer, saved):
+                    buffer.copy_(saved)
+
+
+def _readable(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and not t.is_meta and type(t) is torch.Tensor
