@@ -6,48 +6,90 @@ rewrite would save, and build it.
     >>> a.totals.macs, len(a.candidates)
     >>> c = convaudit.convert(torchvision.models.resnet18(), input_shape=...)  # doctest: +SKIP
 
-Names are imported on first use, so ``import convaudit.records`` or the renderers do not load torch.
+Names are imported on first use, so ``import convaudit.documents.records`` or the renderers do not load torch.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "analyze": "analysis",
-    "convert": "conversion",
-    "Conversion": "conversion",
-    "load_converted": "artifact",
-    "Analysis": "records",
-    "ConvLayer": "records",
-    "ConversionReport": "records",
-    "SCHEMA_VERSION": "records",
-    "SeparableConv": "separable",
-    "SeparableConv1d": "separable",
-    "SeparableConv2d": "separable",
-    "SeparableConv3d": "separable",
+    "analyze": "convaudit.analysis",
+    "convert": "convaudit.conversion",
+    "Conversion": "convaudit.conversion",
+    "load_converted": "convaudit.conversion.artifact",
+    "Analysis": "convaudit.documents",
+    "ConvLayer": "convaudit.documents",
+    "ConversionReport": "convaudit.documents",
+    "SCHEMA_VERSION": "convaudit.documents",
+    "SeparableConv": "convaudit.conversion",
+    "SeparableConv1d": "convaudit.conversion",
+    "SeparableConv2d": "convaudit.conversion",
+    "SeparableConv3d": "convaudit.conversion",
+}
+
+#: Module paths of 0.1 that files written by it import (an artifact's replay model.py imports
+#: ``convaudit.load`` and ``convaudit.rewrite``) or that its README named; they resolve to today's modules.
+COMPAT_MODULES = {
+    "convaudit.load": "convaudit.sources.loader",
+    "convaudit.rewrite": "convaudit.conversion.rewrite",
+    "convaudit.records": "convaudit.documents.records",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .analysis import analyze
-    from .artifact import load_converted
-    from .conversion import Conversion, convert
-    from .records import SCHEMA_VERSION, Analysis, ConversionReport, ConvLayer
-    from .separable import SeparableConv, SeparableConv1d, SeparableConv2d, SeparableConv3d
+    from convaudit.analysis import analyze
+    from convaudit.conversion import (
+        Conversion,
+        SeparableConv,
+        SeparableConv1d,
+        SeparableConv2d,
+        SeparableConv3d,
+        convert,
+    )
+    from convaudit.conversion.artifact import load_converted
+    from convaudit.documents import (
+        SCHEMA_VERSION,
+        Analysis,
+        ConversionReport,
+        ConvLayer,
+    )
+
+
+class _CompatFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports a 0.1 module path as the module that holds its code today (the same module object)."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in COMPAT_MODULES:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return importlib.import_module(COMPAT_MODULES[spec.name])
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        sys.modules[module.__name__] = module  # already executed under its own name
+
+
+if not any(isinstance(f, _CompatFinder) for f in sys.meta_path):
+    sys.meta_path.append(_CompatFinder())
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
     try:
-        return importlib.import_module(f".{name}", __name__)  # submodules: convaudit.errors, ...
+        return importlib.import_module(f".{name}", __name__)  # subpackages: convaudit.errors, convaudit.analysis, ...
     except ModuleNotFoundError as exc:
         if exc.name != f"{__name__}.{name}":
             raise  # the submodule exists but something it needs is missing

@@ -1,3 +1,3 @@
-from convaudit.cli import main
+from convaudit.cli.app import main
 
 raise SystemExit(main())

@@ -168,7 +168,7 @@ def reestimate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> nn.Mo
     (``convaudit convert --recalibrate-bn``) does to the converted model, applied here after the fact so
     one conversion shows both numbers.
     """
-    from convaudit.rewrite import recalibrate_batchnorm
+    from convaudit.conversion.rewrite import recalibrate_batchnorm
 
     model = copy.deepcopy(model).eval()
     recalibrate_batchnorm(model, [((x,), {}) for x in batches])
@@ -177,7 +177,7 @@ def reestimate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> nn.Mo
 
 def max_depthwise_norm(model: nn.Module) -> float:
     """Largest L2 norm of one depthwise kernel in the converted layers (SVD init: every kernel has norm 1)."""
-    from convaudit.separable import SeparableConv
+    from convaudit.conversion.layers import SeparableConv
 
     norms = [float(m.conv_dw.weight.detach().flatten(1).norm(dim=1).max()) for m in model.modules() if isinstance(m, SeparableConv)]
     return max(norms) if norms else float("nan")

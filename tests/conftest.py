@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from convaudit.records import Analysis
+from convaudit.documents.records import Analysis
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

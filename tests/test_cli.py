@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from convaudit.cli import main
+from convaudit.cli.app import main
 from convaudit.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[1]

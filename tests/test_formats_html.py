@@ -15,7 +15,7 @@ import pytest
 import convaudit
 from convaudit.formats import html as html_format
 from convaudit.formats.html import SOURCE_TEMPLATES, render_html, script_json, template_root
-from convaudit.records import Analysis, CrossCheck, GraphNode, GraphView
+from convaudit.documents.records import Analysis, CrossCheck, GraphNode, GraphView
 from tests.fixtures.models import EvilNames, OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]

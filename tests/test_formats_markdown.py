@@ -11,7 +11,7 @@ import pytest
 import convaudit
 from convaudit.formats.common import costliest
 from convaudit.formats.markdown import md, md_code, percent, render_markdown
-from convaudit.records import Analysis, CrossCheck
+from convaudit.documents.records import Analysis, CrossCheck
 from tests.fixtures.models import OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]

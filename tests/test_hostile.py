@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convaudit.cli import main
+from convaudit.cli.app import main
 from convaudit.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,8 +321,8 @@ def short_marker(name: str) -> str:
 
 def reproduces(out: Path, model_py: Path) -> bool:
     """The artifact at ``out`` computes what the model in ``model_py`` computes (rank full: exactly, up to rounding)."""
-    from convaudit.artifact import load_converted
-    from convaudit.load import load
+    from convaudit.conversion.artifact.writer import load_converted
+    from convaudit.sources.loader import load
 
     loaded = load(str(model_py))
     with torch.no_grad():
@@ -426,7 +426,7 @@ def test_replay_source_path_never_becomes_code(tmp_path: Path, markers: Path, mo
 def test_module_attributes_are_data_not_code(tmp_path: Path, markers: Path) -> None:
     """A checkpoint's pickle sets attributes freely: one holding code is written as a string, never evaluated."""
     import convaudit
-    from convaudit.artifact import load_converted, write_artifact
+    from convaudit.conversion.artifact.writer import load_converted, write_artifact
 
     nn = torch.nn
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3))
@@ -649,7 +649,7 @@ def test_two_writers_at_once_exactly_one_wins(tmp_path: Path) -> None:
     # the winner's files, all of them: its weights (seeded by its TINY_SEED) reproduce its own model
     import importlib.util
 
-    from convaudit.artifact import load_converted
+    from convaudit.conversion.artifact.writer import load_converted
 
     spec = importlib.util.spec_from_file_location("tiny_concurrent", model)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]

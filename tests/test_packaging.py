@@ -28,6 +28,14 @@ def test_wheel_contains_templates_and_typing_marker(wheel: Path) -> None:
     assert not any(n.startswith("tests/") for n in names)
 
 
+def test_wheel_contains_every_module(wheel: Path) -> None:
+    """A subpackage added to the source tree but not to pyproject's package list would be missing."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = ROOT / "convaudit"
+    sources = {f"convaudit/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")}
+    assert sources <= names, sorted(sources - names)
+
+
 def test_installed_wheel_renders_html(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     subprocess.run(

@@ -35,7 +35,7 @@ from torch.utils._pytree import keystr, tree_flatten, tree_flatten_with_path
 from torch.utils.flop_counter import FlopCounterMode
 
 import convaudit
-from convaudit.artifact import load_converted, write_artifact
+from convaudit.conversion.artifact.writer import load_converted, write_artifact
 from tests.test_zoo import Snapshot
 
 pytestmark = pytest.mark.zoo

@@ -6,12 +6,12 @@ Analysis and returning a string.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import importlib
+from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from ..errors import UsageError
-from ..records import Analysis
+from convaudit.documents.records import Analysis
+from convaudit.errors import UsageError
 
 __all__ = ["render", "available_formats", "SUFFIXES", "BUILTIN"]
 
@@ -24,7 +24,7 @@ SUFFIXES = {".html": "html", ".htm": "html", ".json": "json", ".txt": "text", ".
 #: Built-in formats: name → "module:function", imported only when used.
 BUILTIN = {
     "html": "convaudit.formats.html:render_html",
-    "json": "convaudit.formats.jsonfmt:render_json",
+    "json": "convaudit.formats.json:render_json",
     "text": "convaudit.formats.text:render_text",
     "markdown": "convaudit.formats.markdown:render_markdown",
 }

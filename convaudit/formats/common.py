@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..records import Analysis, ConvLayer
+from convaudit.documents.records import Analysis, ConvLayer
 
 __all__ = [
     "count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel", "likely_contractions", "percent",

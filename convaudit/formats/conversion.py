@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..records import ConversionReport, ConvertedLayer
-from .common import count, ratio, weights_text
+from convaudit.documents.records import ConversionReport, ConvertedLayer
+from convaudit.formats.common import count, ratio, weights_text
 
 __all__ = ["render_conversion_text", "render_conversion_html", "conversion_view"]
 
@@ -87,7 +87,7 @@ def conversion_view(report: ConversionReport) -> dict[str, Any]:
 
 def render_conversion_html(report: ConversionReport) -> str:
     """One self-contained HTML page (the report's stylesheet inlined, no network)."""
-    from .html import _environment, template_root
+    from convaudit.formats.html import _environment, template_root
 
     env = _environment(template_root())
     return env.get_template("conversion.html.j2").render(conversion_view(report))

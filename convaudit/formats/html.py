@@ -19,9 +19,19 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..records import Analysis, ConvLayer, OpSummary
-from .common import (
-    count, kept_energy, kernel, likely_contractions, percent, ratio, shape, si, timing_lines, weights_text, where,
+from convaudit.documents.records import Analysis, ConvLayer, OpSummary
+from convaudit.formats.common import (
+    count,
+    kept_energy,
+    kernel,
+    likely_contractions,
+    percent,
+    ratio,
+    shape,
+    si,
+    timing_lines,
+    weights_text,
+    where,
 )
 
 __all__ = ["render_html", "view_model", "template_root", "script_json"]

@@ -10,9 +10,21 @@ import os
 import re
 from collections import Counter
 
-from ..records import Analysis, ConvLayer, Separable
-from .common import costliest, count, kept_energy, kernel, percent, ratio, shape, si, summary_lines, weights_text, where
-from .signature import markdown_signature
+from convaudit.documents.records import Analysis, ConvLayer, Separable
+from convaudit.formats.common import (
+    costliest,
+    count,
+    kept_energy,
+    kernel,
+    percent,
+    ratio,
+    shape,
+    si,
+    summary_lines,
+    weights_text,
+    where,
+)
+from convaudit.formats.signature import markdown_signature
 
 __all__ = ["render_markdown", "md", "md_code"]
 

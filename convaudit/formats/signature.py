@@ -20,7 +20,7 @@ _JSON_KEYS = frozenset({"schema_version", "model", "model_class", "input_shapes"
 
 
 def _version() -> str:
-    from .. import __version__
+    from convaudit import __version__
 
     return __version__
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from ..records import Analysis, ConvLayer
-from .common import costliest, count, kernel, ratio, shape, summary_lines, where
-from .signature import text_signature
+from convaudit.documents.records import Analysis, ConvLayer
+from convaudit.formats.common import (
+    costliest,
+    count,
+    kernel,
+    ratio,
+    shape,
+    summary_lines,
+    where,
+)
+from convaudit.formats.signature import text_signature
 
 __all__ = ["render_text", "terminal_summary"]
 

@@ -1,0 +1,203 @@
+"""The analysis engine: trace → shapes → costs → candidates → Analysis (plain data)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.conv import _ConvNd
+
+from convaudit.analysis.crosscheck import fvcore_count
+from convaudit.analysis.environment import environment
+from convaudit.analysis.graph import build_graph, graph_view
+from convaudit.analysis.guard import untouched
+from convaudit.analysis.modelcheck import check_model
+from convaudit.analysis.propagation import (
+    Call,
+    FakeContext,
+    propagate_fx,
+    propagate_hooks,
+)
+from convaudit.analysis.separability import separability as weight_separability
+from convaudit.analysis.separability import weight_of
+from convaudit.analysis.totals import (
+    call_cost,
+    conv_layers,
+    layer_name,
+    model_totals,
+    op_summaries,
+    uncosted,
+)
+from convaudit.analysis.tracing import trace
+from convaudit.documents.records import Analysis, ConvLayer
+from convaudit.errors import UsageError
+from convaudit.latency.measure import measure
+from convaudit.sources.inputs import flat_tensors, floating_dtype, normalize_inputs
+from convaudit.sources.locations import definition_of, parameter_definition
+
+__all__ = ["analyze"]
+
+HOOKS_NOTE = (
+    "symbolic tracing failed ({reason}); shapes came from module hooks on a fake-tensor forward. "
+    "This path sees conv modules only: functional convolutions (F.conv*) are counted in the totals but not "
+    "listed, and the graph view is not available."
+)
+
+
+def analyze(
+    model: nn.Module,
+    example_inputs: Any = None,
+    example_kwargs: Mapping[str, Any] | None = None,
+    *,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    cross_check: bool = False,
+    rules: Mapping[Any, Any] | None = None,
+    shape_rules: Mapping[Any, Any] | None = None,
+    leaf_types: Sequence[type] = (),
+    graph: bool = True,
+    separability: bool = False,
+    timing: bool = False,
+    source: str | None = None,
+) -> Analysis:
+    """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
+
+    Args:
+        example_inputs: a tensor or a tuple of positional inputs (real or ``device="meta"``).
+        example_kwargs: keyword inputs of ``forward``.
+        input_shape: instead of ``example_inputs``: one shape, or a list of shapes (float32 inputs).
+        cross_check: also count with fvcore (runs a real forward; off by default to stay fast).
+        rules: per-call MAC rule overrides, ``{MyModule: rule, nn.Dropout: None}`` (None = ignore on purpose).
+        shape_rules: per-call shape rule overrides.
+        leaf_types: module types the tracer must not trace into.
+        graph: build the graph view.
+        separability: read candidate weights for the energy each separable form keeps (an SVD per
+            channel: off by default so analysis stays at about one forward's time; the CLI turns it on).
+        timing: time every candidate and its depthwise→pointwise form on this device (real compute on
+            fresh layers of the same configuration; the model itself is not run).
+        source: how the model was named by the user (shown in reports).
+    Returns:
+        An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
+    """
+    check_model(model)
+    for key, rule in (rules or {}).items():
+        if rule is not None and not callable(rule):
+            raise UsageError(f"rules[{key!r}] is a {type(rule).__name__}; give a function of the call, or None to ignore it")
+    # Tracing and propagation execute the model's code: whatever it does to the modules is undone after.
+    with _no_cyclic_gc(), untouched(model):  # NB: a full GC over torch's heap costs more than analysing 2000 convs
+        return _analyze(
+            model, example_inputs, example_kwargs, input_shape, cross_check, rules, shape_rules, leaf_types, graph,
+            separability, timing, source,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (restored after); reference counting still frees."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(
+    model: nn.Module,
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    input_shape: Any,
+    cross_check: bool,
+    rules: Mapping[Any, Any] | None,
+    shape_rules: Mapping[Any, Any] | None,
+    leaf_types: Sequence[type],
+    graph: bool,
+    separability: bool,
+    timing: bool,
+    source: str | None,
+) -> Analysis:
+    args, kwargs = normalize_inputs(example_inputs, example_kwargs, input_shape, floating_dtype(model))
+    ctx = FakeContext(next((p.device for p in model.parameters()), torch.device("cpu")))
+    fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)
+    try:
+        traced = trace(model, leaf_types)
+    except Exception as exc:  # any tracer failure (control flow, len() of a proxy, ...) takes the hook path
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        traced, note = None, HOOKS_NOTE.format(reason=reason[:160])
+    if traced is not None:
+        calls = propagate_fx(traced, fake_args, fake_kwargs, ctx, shape_rules)
+        path, note = "fx", None
+        extra_aten: list = []
+    else:
+        run = propagate_hooks(model, fake_args, fake_kwargs, ctx)
+        calls, path, extra_aten = run.conv_calls, "hooks", run.aten
+
+    layers = conv_layers(
+        calls, model, lambda name: definition_of(model, name), lambda target: parameter_definition(model, target)
+    )
+    if separability:
+        layers = [_with_separability(model, layer) for layer in layers]
+    if path == "fx":
+        costs = [call_cost(c, rules) for c in calls]
+        ops, total_macs, missing = op_summaries(calls, costs)
+    else:  # the recorder saw every aten op of the forward, convs included
+        costs, ops = [], []
+        total_macs = sum(op.macs for op in extra_aten)
+        missing = list(dict.fromkeys(uncosted(extra_aten, "forward")))
+    params = sum(p.numel() for p in model.parameters())
+    totals = model_totals(params, total_macs, layers)
+    view = _graph(traced.graph, calls, costs, layers) if graph and traced is not None else None
+    checked = None
+    if cross_check:
+        conv_names = [layer.name for layer in layers if layer.op == "module"]
+        checked = fvcore_count(model, args, kwargs, conv_names, _activation_bytes(calls))
+    listed = {layer.name for layer in layers}
+    uncalled = tuple(
+        name for name, m in model.named_modules() if isinstance(m, _ConvNd) and name not in listed
+    )  # fmt: skip
+    warnings = [] if layers or uncalled else ["the model has no convolutions: there is nothing to rewrite"]
+    return Analysis(
+        model=source or type(model).__name__,
+        model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+        input_shapes=tuple(tuple(a.shape) for a in flat_tensors(args, kwargs)),
+        trace_path=path, trace_note=note, layers=tuple(layers), ops=tuple(ops), uncosted_ops=tuple(missing),
+        totals=totals, cross_check=checked, graph=view, environment=environment(), warnings=tuple(warnings),
+        uncalled_convs=uncalled, timing=measure(layers) if timing else None,
+    )  # fmt: skip
+
+
+def _with_separability(model: nn.Module, layer: ConvLayer) -> ConvLayer:
+    """Add the weight-energy figures to a candidate whose weights hold real data."""
+    if not layer.candidate:
+        return layer
+    weight = weight_of(model, layer)
+    if weight is None:
+        return layer
+    return dataclasses.replace(layer, separability=weight_separability(weight, layer.groups))
+
+
+def _graph(graph: Any, calls: list[Call], costs: list, layers: list[ConvLayer]) -> Any:
+    names = {layer.name for layer in layers}
+    macs = {}
+    convs = {}
+    by_node = {c.node_name: (c, cost) for c, cost in zip(calls, costs)}
+    for node_name, (call, cost) in by_node.items():
+        macs[node_name] = cost[0]
+        if layer_name(call) in names:
+            convs[node_name] = layer_name(call)
+    return graph_view(build_graph(graph, macs, convs))
+
+
+def _activation_bytes(calls: list[Call]) -> int:
+    total = 0
+    for call in calls:
+        if isinstance(call.out, torch.Tensor):
+            total += call.out.numel() * call.out.element_size()
+    return total
+
+

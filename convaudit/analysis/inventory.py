@@ -1,0 +1,194 @@
+"""Conv inventory: what each conv is, whether it is a candidate, and what its separable forms cost.
+
+One definition of each kind lives in :func:`conv_kind`. Candidates are standard and grouped convs
+with a kernel larger than 1 in some dimension whose depthwise→pointwise form (m = 1) saves MACs;
+every other conv carries the reason it is not one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.conv import _ConvNd
+
+from convaudit.analysis.propagation import Call
+from convaudit.analysis.rules.costs import (
+    CONV_FUNCTIONS,
+    SeparableFigures,
+    conv_bytes,
+    conv_macs,
+    dw_pw_cost,
+    exact_multiplier,
+    functional_conv_args,
+    pw_dw_cost,
+)
+from convaudit.analysis.rules.registry import own_forward
+from convaudit.analysis.rules.shapes import as_tuple
+from convaudit.documents.records import ConvLayer, Separable, SeparableCost
+
+__all__ = ["ConvSpec", "conv_kind", "conv_spec", "build_layer", "is_conv_call", "STANDARD_CONV_TYPES"]
+
+Shape = tuple[int, ...]
+
+STANDARD_CONV_TYPES: tuple[type, ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """The static description of a conv, from a module or a functional call's arguments."""
+
+    type: str
+    op: str  #: "module" | "functional"
+    in_channels: int
+    out_channels: int
+    kernel_size: Shape
+    stride: Shape
+    padding: Shape | str
+    dilation: Shape
+    groups: int
+    bias: bool
+    padding_mode: str
+    transposed: bool
+    custom: bool  #: a subclass that defines its own forward
+    weight_is_parameter: bool = True
+    params: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def conv_kind(spec: ConvSpec) -> str:
+    """standard | grouped | depthwise | pointwise | transposed | custom — the one definition of each.
+
+    depthwise: groups == in_channels > 1 and out_channels % in_channels == 0 (a 1-channel input conv is
+    standard: it mixes nothing, but a depthwise→pointwise form can still be cheaper).
+    """
+    if spec.custom:
+        return "custom"
+    if spec.transposed:
+        return "transposed"
+    if spec.groups == spec.in_channels > 1 and spec.out_channels % spec.in_channels == 0:
+        return "depthwise"
+    if all(k == 1 for k in spec.kernel_size):
+        return "pointwise"
+    return "grouped" if spec.groups > 1 else "standard"
+
+
+_REASONS = {
+    "depthwise": "already depthwise (groups = in_channels)",
+    "pointwise": "pointwise 1×1: no spatial kernel to separate",
+    "transposed": "transposed convolution: not rewritten",
+}
+
+
+def is_conv_call(call: Call) -> bool:
+    """True for a conv module call or a functional conv call."""
+    if call.node_op == "call_module":
+        return isinstance(call.target, _ConvNd)
+    return call.node_op == "call_function" and call.target in CONV_FUNCTIONS
+
+
+def conv_spec(call: Call) -> ConvSpec:
+    """Describe the conv a call runs."""
+    if call.node_op == "call_module":
+        m = call.target
+        base = next(t for t in type(m).__mro__ if t in STANDARD_CONV_TYPES or t is _ConvNd)
+        custom = type(m) not in STANDARD_CONV_TYPES and own_forward(type(m), base)
+        padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
+        return ConvSpec(
+            type=f"{type(m).__module__}.{type(m).__qualname__}".replace("torch.nn.modules.conv.", "torch.nn."),
+            op="module", in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=tuple(m.kernel_size),
+            stride=tuple(m.stride), padding=padding, dilation=tuple(m.dilation), groups=m.groups,
+            bias=m.bias is not None, padding_mode=m.padding_mode, transposed=m.transposed, custom=custom,
+            params=sum(p.numel() for p in m.parameters(recurse=False)),
+        )  # fmt: skip
+    a = functional_conv_args(call.target, call.args, call.kwargs)
+    w = tuple(a["weight"].shape)
+    nd = len(w) - 2
+    g = int(a["groups"])
+    transposed = a["transposed"]
+    c_in, c_out = (w[0], w[1] * g) if transposed else (w[1] * g, w[0])
+    padding = a["padding"] if isinstance(a["padding"], str) else as_tuple(a["padding"], nd)
+    from_param = call.weight_target is not None
+    bias = a["bias"] is not None
+    params = (a["weight"].numel() + (a["bias"].numel() if bias else 0)) if from_param else 0
+    return ConvSpec(
+        type=f"torch.nn.functional.{getattr(call.target, '__name__', 'conv')}", op="functional", in_channels=c_in,
+        out_channels=c_out, kernel_size=w[2:], stride=as_tuple(a["stride"], nd), padding=padding,
+        dilation=as_tuple(a["dilation"], nd), groups=g, bias=bias, padding_mode="zeros", transposed=transposed,
+        custom=False, weight_is_parameter=from_param, params=params,
+    )  # fmt: skip
+
+
+def build_layer(name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], dtype: torch.dtype, source: str | None) -> ConvLayer:
+    """One ConvLayer from a spec and its calls (input shape, output shape, MACs of each call)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    kind = conv_kind(spec)
+    macs = sum(c[2] for c in calls)
+    moved = sum(conv_bytes(i, o, spec.params, itemsize) for i, o, _ in calls)
+    separable = None
+    reason = _REASONS.get(kind)
+    if kind == "custom":
+        reason = f"custom subclass with its own forward ({spec.type.rsplit('.', 1)[-1]}): not rewritten from .weight alone"
+    elif not spec.weight_is_parameter and reason is None:
+        reason = "weight is computed in forward, not a parameter: cannot be rewritten"
+    if reason is None:
+        separable = _separable(spec, calls, itemsize, macs)
+        if separable.dw_pw.macs >= macs:
+            reason = f"no savings: depthwise→pointwise would cost {separable.dw_pw.macs:,} MACs vs {macs:,}"
+            separable = None
+    first_in, first_out = calls[0][0], calls[0][1]
+    return ConvLayer(
+        name=name, op=spec.op, type=spec.type, kind=kind, candidate=reason is None, skip_reason=reason, source=source,
+        dims=len(spec.kernel_size), in_channels=spec.in_channels, out_channels=spec.out_channels,
+        input_shape=first_in, output_shape=first_out, kernel_size=spec.kernel_size, stride=spec.stride,
+        padding=spec.padding, dilation=spec.dilation, groups=spec.groups, bias=spec.bias,
+        padding_mode=spec.padding_mode, dtype=str(dtype).replace("torch.", ""), calls=len(calls), params=spec.params,
+        macs=macs, flops=2 * macs, bytes=moved, arithmetic_intensity=(2 * macs / moved) if moved else 0.0,
+        separable=separable, input_pixels=sum(_pixels(i, len(spec.kernel_size)) for i, _, _ in calls),
+        output_pixels=sum(_pixels(o, len(spec.kernel_size)) for _, o, _ in calls),
+    )  # fmt: skip
+
+
+def _pixels(shape: Shape, nd: int) -> int:
+    """N·∏spatial of a conv tensor (an unbatched tensor has N = 1)."""
+    n = 1
+    for d in shape[: len(shape) - nd - 1]:
+        n *= d
+    for d in shape[-nd:]:
+        n *= d
+    return n
+
+
+_DW_PW_FORMULA = "N·∏out·Cin·m·(∏k + Cout/g)"
+_PW_DW_FORMULA = "N·(∏in·Cin·Cout/g + ∏out·Cout·∏k)"
+
+
+def _separable(spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: int, macs: int) -> Separable:
+    ci, co, g, k, b = spec.in_channels, spec.out_channels, spec.groups, spec.kernel_size, spec.bias
+
+    def total(order: str, m: int) -> SeparableCost:
+        figs: list[SeparableFigures] = [
+            dw_pw_cost(i, o, ci, co, g, k, m, b, itemsize) if order == "dw_pw" else pw_dw_cost(i, o, ci, co, g, k, b, itemsize)
+            for i, o, _ in calls
+        ]
+        first = figs[0]
+        dw_macs, pw_macs = sum(f.dw_macs for f in figs), sum(f.pw_macs for f in figs)
+        return SeparableCost(
+            order=order, multiplier=m, params=first.params, macs=dw_macs + pw_macs, bytes=sum(f.bytes for f in figs),
+            dw_params=first.dw_params, pw_params=first.pw_params, dw_macs=dw_macs, pw_macs=pw_macs,
+            params_ratio=first.params / spec.params if spec.params else 0.0,
+            macs_ratio=(dw_macs + pw_macs) / macs if macs else 0.0,
+            formula=_DW_PW_FORMULA if order == "dw_pw" else _PW_DW_FORMULA,
+        )  # fmt: skip
+
+    return Separable(dw_pw=total("dw_pw", 1), pw_dw=total("pw_dw", 1), dw_pw_exact=total("dw_pw", exact_multiplier(ci, co, g, k)))
+
+
+def call_macs(spec: ConvSpec, in_shape: Shape, out_shape: Shape) -> int:
+    """MACs of one call of a (non-custom) conv."""
+    return conv_macs(out_shape, in_shape, spec.in_channels, spec.out_channels, spec.groups, spec.kernel_size, spec.transposed)
+

@@ -1,0 +1,312 @@
+"""Shapes without compute: propagate fake tensors through the traced graph.
+
+Common modules and functions get a cheap shape rule (pure Python arithmetic on sizes); everything
+else runs under ``FakeTensorMode``, where an aten-level recorder also counts what the op does
+inside (the convs of a custom conv subclass, the matmuls of an attention module). No real
+convolution is computed, and memory does not grow with the input size.
+
+When symbolic tracing fails, :func:`propagate_hooks` runs the whole forward under fake tensors with
+global module hooks (nothing is registered on the user's model) and records every conv module call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn as nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.modules.conv import _ConvNd
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+from convaudit.analysis.rules.costs import MAC_RULES, OpCall, aten_is_zero_mac
+from convaudit.analysis.rules.registry import MISSING
+from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
+from convaudit.analysis.tracing import Traced
+from convaudit.errors import ShapeError, TraceError
+
+__all__ = ["Call", "AtenOp", "FakeContext", "SHAPE_RULES", "ShapeMismatch", "propagate_fx", "propagate_hooks"]
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class AtenOp:
+    """One aten op seen under the fallback recorder."""
+
+    name: str  #: e.g. "aten.convolution"
+    macs: int
+    costed: bool  #: False when no rule exists and the op is not known to be MAC-free
+
+
+@dataclass
+class Call:
+    """One executed graph node (or hooked module call), with fake inputs and outputs."""
+
+    name: str  #: module qualified name for modules, node name otherwise
+    node_op: str  #: call_module | call_function | call_method
+    target: Any  #: module instance, function or method name
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    out: Any
+    owner: str  #: qualified name of the module the call happens in ("" for the root)
+    aten: list[AtenOp] | None = None  #: set when the call went through the fake-mode fallback
+    weight_target: str | None = None  #: for functional convs: the get_attr target of the weight
+    node_name: str = ""  #: the fx node's name (empty on the hook path)
+
+
+class FakeContext:
+    """Values of one analysis: meta tensors where a cheap rule made them, fake tensors where ops ran.
+
+    Meta tensors cost ~1 µs to make and fake ones ~50 µs, so cheap rules produce meta tensors; an op
+    that must really run (under ``FakeTensorMode``) gets its meta arguments realised as fake tensors
+    on the model's device first.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+        self.device = torch.device(device)
+        self._realized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def to_fake(self, value: Any) -> Any:
+        """Real tensors (nested) to fake tensors; meta tensors stay meta (nothing is allocated)."""
+
+        def convert(t: Any) -> Any:
+            if not isinstance(t, torch.Tensor) or t.is_meta:
+                return t
+            return self.mode.from_tensor(t)
+
+        return tree_map(convert, value)
+
+    def meta(self, shape: Shape, dtype: torch.dtype) -> torch.Tensor:
+        """A meta tensor of the given shape: a cheap rule's output."""
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    def realize(self, value: Any) -> Any:
+        """Meta tensors (nested) to fake tensors on the model's device, each once."""
+
+        def convert(t: Any) -> Any:
+            if not isinstance(t, torch.Tensor) or not t.is_meta:
+                return t
+            hit = self._realized.get(id(t))
+            if hit is None or hit[0] is not t:
+                hit = (t, self.empty(tuple(t.shape), t.dtype))
+                self._realized[id(t)] = hit
+            return hit[1]
+
+        return tree_map(convert, value)
+
+    def empty(self, shape: Shape, dtype: torch.dtype) -> torch.Tensor:
+        """A fake tensor of the given shape on the model's device (no storage)."""
+        with self.mode:
+            return torch.empty(shape, dtype=dtype, device=self.device)
+
+
+class AtenRecorder(TorchDispatchMode):
+    """Records every aten op with its MACs (by :data:`MAC_RULES`), for fallback calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[AtenOp] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func.overloadpacket
+        rule = MAC_RULES.lookup_or_missing(packet)
+        name = f"aten.{packet.__name__}"
+        if rule is not MISSING and rule is not None:
+            self.ops.append(AtenOp(name, int(rule(OpCall(packet, args, kwargs, out))), True))
+        elif not aten_is_zero_mac(func):
+            self.ops.append(AtenOp(name, 0, False))
+        return out
+
+
+# ---------------------------------------------------------------- fx propagation
+
+
+def propagate_fx(
+    traced: Traced,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    ctx: FakeContext,
+    shape_rules: Mapping[Any, Any] | None = None,
+) -> list[Call]:
+    """Run the graph on fake inputs; return every call node with its inputs and output."""
+    env: dict[torch.fx.Node, Any] = {}
+    bound = _bind_placeholders(traced, args, kwargs)
+    calls: list[Call] = []
+    for node in traced.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = bound[node.target] if node.target in bound else _placeholder_default(node)
+            continue
+        if node.op == "get_attr":
+            env[node] = ctx.to_fake(traced.attr(node.target))
+            continue
+        if node.op == "output":
+            break
+        # NB: map_arg returns fx's immutable containers; wrapped functions may edit their list args in place
+        a = _mutable(torch.fx.node.map_arg(node.args, env.__getitem__))
+        kw = _mutable(torch.fx.node.map_arg(node.kwargs, env.__getitem__))
+        target = traced.attr(node.target) if node.op == "call_module" else node.target
+        owner = _owner(node)
+        name = node.target if node.op == "call_module" else node.name
+        call = Call(name, node.op, target, tuple(a), dict(kw), None, owner, node_name=node.name)
+        call.out = _run(call, node, traced, ctx, shape_rules)
+        if node.op == "call_function" and node.args and len(node.args) > 1:
+            weight = node.args[1]
+            if isinstance(weight, torch.fx.Node) and weight.op == "get_attr":
+                call.weight_target = weight.target
+        env[node] = call.out
+        calls.append(call)
+    return calls
+
+
+def _mutable(value: Any) -> Any:
+    """fx immutable_list/immutable_dict → plain list/dict, recursively (tuples stay tuples)."""
+    if isinstance(value, tuple):
+        return tuple(_mutable(v) for v in value)
+    if isinstance(value, list):
+        return [_mutable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    return value
+
+
+def _run(call: Call, node: torch.fx.Node, traced: Traced, ctx: FakeContext, overrides: Mapping[Any, Any] | None) -> Any:
+    """Output of one call: a cheap rule when one applies, else the op itself under fake tensors."""
+    rule = SHAPE_RULES.lookup(call.target, overrides)
+    first = call.args[0] if call.args else None
+    if rule is not None and isinstance(first, torch.Tensor):
+        try:
+            shape = rule(call.target, call.args, call.kwargs)
+            return ctx.meta(shape, _result_dtype(call.args))
+        except NoRule:
+            pass
+        except ShapeMismatch as exc:
+            raise ShapeError(_where(call, node) + str(exc)) from exc
+    recorder = AtenRecorder()
+    args, kwargs = ctx.realize(call.args), ctx.realize(call.kwargs)
+    try:
+        with ctx.mode, recorder:
+            if call.node_op == "call_module":
+                out = _call_module_fake(call.target, args, kwargs, ctx)
+            elif call.node_op == "call_method":
+                self_obj, *rest = args
+                out = getattr(self_obj, call.target)(*rest, **kwargs)
+            else:
+                out = call.target(*args, **kwargs)
+    except ShapeError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as exc:  # PyTorch's own shape checks raise these
+        raise ShapeError(_where(call, node) + _first_line(exc)) from exc
+    except Exception as exc:  # anything else is not about shapes: say what failed, not that shapes mismatch
+        raise TraceError(
+            f"'{call.name}' failed under fake tensors: {type(exc).__name__}: {_first_line(exc)}; "
+            "if it reads tensor values, mark its module as a leaf (leaf_types=...)"
+        ) from exc
+    call.aten = recorder.ops
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _call_module_fake(module: nn.Module, args: tuple, kwargs: dict, ctx: FakeContext) -> Any:
+    """Call a module with its parameters and buffers swapped for fake copies (the real ones stay untouched)."""
+    state = {k: ctx.to_fake(v) for k, v in _named_tensors(module)}
+    return torch.func.functional_call(module, state, args, kwargs, tie_weights=True, strict=False)
+
+
+def _named_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    named = list(module.named_parameters(remove_duplicate=False)) + list(module.named_buffers(remove_duplicate=False))
+    return [(k, v) for k, v in named if v is not None]
+
+
+def _result_dtype(args: tuple) -> torch.dtype:
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def _where(call: Call, node: torch.fx.Node | None) -> str:
+    kind = type(call.target).__name__ if isinstance(call.target, nn.Module) else getattr(call.target, "__name__", str(call.target))
+    shapes = ", ".join(str(tuple(a.shape)) for a in call.args if isinstance(a, torch.Tensor))
+    inside = f" inside '{call.owner}'" if call.owner and call.owner != call.name else ""
+    return f"shapes stop matching at '{call.name}' ({kind}{inside}; input {shapes or 'non-tensor'}): "
+
+
+def _owner(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return ""
+    last = list(stack.values())[-1]
+    return last[0] if isinstance(last, tuple) else str(last)
+
+
+def _bind_placeholders(traced: Traced, args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    names = [n.target for n in traced.graph.nodes if n.op == "placeholder"]
+    bound: dict[str, Any] = {}
+    positional = [n for n in names if not n.startswith("*")]
+    if len(args) > len(positional):
+        raise ShapeError(f"the model's forward takes {len(positional)} inputs, {len(args)} were given; check --input-shape / example_inputs()")
+    bound.update(zip(positional, args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise ShapeError(f"the model's forward has no input named '{key}' (it takes {', '.join(positional)}); check example_inputs()")
+        bound[key] = value
+    return bound
+
+
+def _placeholder_default(node: torch.fx.Node) -> Any:
+    if node.args:
+        return node.args[0]
+    raise ShapeError(f"no example value for the model input '{node.target}'; pass it in example_inputs() or with --input-shape")
+
+
+# ---------------------------------------------------------------- hook fallback
+
+
+@dataclass
+class HookRun:
+    """What the hook path saw: conv module calls in order, and every aten op of the forward."""
+
+    conv_calls: list[Call] = field(default_factory=list)
+    aten: list[AtenOp] = field(default_factory=list)
+    modules_called: set[str] = field(default_factory=set)
+
+
+def propagate_hooks(model: nn.Module, args: tuple, kwargs: Mapping[str, Any], ctx: FakeContext) -> HookRun:
+    """Run the forward under fake tensors; global forward hooks record conv modules by name."""
+    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    run = HookRun()
+
+    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+        name = names.get(id(module))
+        if name is None:
+            return
+        run.modules_called.add(name)
+        if isinstance(module, _ConvNd):
+            run.conv_calls.append(Call(name, "call_module", module, tuple(inputs), {}, output, name))
+
+    recorder = AtenRecorder()
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        with ctx.mode, recorder:
+            _call_module_fake(model, tuple(ctx.realize(args)), dict(ctx.realize(kwargs)), ctx)
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        last = sorted(run.modules_called)[-1:] or ["the model input"]
+        raise ShapeError(f"the forward failed under fake tensors after '{last[0]}': {first_line}") from exc
+    finally:
+        handle.remove()
+    run.aten = recorder.ops
+    return run

@@ -1,0 +1,5 @@
+"""Command line: ``convaudit report`` and ``convaudit convert``."""
+
+from convaudit.cli.app import main
+
+__all__ = ["main"]

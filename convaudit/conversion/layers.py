@@ -1,0 +1,219 @@
+"""Replacement layers: a conv as depthwise + pointwise (either order), built from the conv's own weights.
+
+``SeparableConv2d.from_conv(conv, rank=1)`` returns a module with children ``conv_dw`` and ``conv_pw``
+(timm's names) that computes the best rank-1 approximation of ``conv``; ``rank="full"`` reproduces
+it exactly. Stride, padding (ints, tuples, ``'same'``, ``'valid'``), dilation, padding mode, bias,
+groups, dtype, device and memory format carry over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.conv import _ConvNd
+
+from convaudit.analysis.rules.costs import exact_multiplier
+from convaudit.analysis.rules.registry import own_forward
+from convaudit.conversion.factorize import (
+    Factors,
+    dw_pw_factors,
+    patch_covariance,
+    pw_dw_factors,
+)
+from convaudit.errors import UsageError
+
+__all__ = ["SeparableConv", "SeparableConv1d", "SeparableConv2d", "SeparableConv3d", "separable_class", "ORDERS", "INITS"]
+
+ORDERS = ("dw_pw", "pw_dw")
+INITS = ("svd", "calibrated", "random")
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+class SeparableConv(nn.Module):
+    """Depthwise→pointwise (``order="dw_pw"``) or pointwise→depthwise (``"pw_dw"``) conv.
+
+    dw_pw: ``conv_dw`` Cin→Cin·m (groups=Cin, the conv's stride/padding/dilation/padding_mode), then
+    ``conv_pw`` Cin·m→Cout (1×1, groups=g, bias). pw_dw: ``conv_pw`` Cin→Cout·m (1×1, groups=g) at the
+    input resolution, then ``conv_dw`` Cout·m→Cout (groups=Cout, the conv's stride..., bias).
+    ``style="mobilenet"`` puts BatchNorm+ReLU between the parts (dw_pw only; for training from scratch:
+    not function-preserving).
+    """
+
+    dims: int = 2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        multiplier: int = 1,
+        order: str = "dw_pw",
+        style: str | None = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        if order not in ORDERS:
+            raise UsageError(f"order {order!r} is not one of {', '.join(ORDERS)}")
+        if style not in (None, "mobilenet") or (style and order != "dw_pw"):
+            raise UsageError("style='mobilenet' is the only style, and only for order='dw_pw'")
+        if in_channels % groups or out_channels % groups or multiplier < 1:
+            raise UsageError(f"channels {in_channels}→{out_channels} do not split into {groups} groups (or m < 1)")
+        conv = _CONV[self.dims]
+        f = {"device": device, "dtype": dtype}
+        spatial = {"stride": stride, "padding": padding, "dilation": dilation, "padding_mode": padding_mode}
+        self.order, self.multiplier, self.style = order, multiplier, style
+        if order == "dw_pw":
+            mid = in_channels * multiplier
+            self.conv_dw = conv(in_channels, mid, kernel_size, groups=in_channels, bias=False, **spatial, **f)
+            if style == "mobilenet":
+                self.bn_dw = _BN[self.dims](mid, **f)
+                self.act_dw = nn.ReLU(inplace=True)
+            self.conv_pw = conv(mid, out_channels, 1, groups=groups, bias=bias, **f)
+        else:
+            mid = out_channels * multiplier
+            self.conv_pw = conv(in_channels, mid, 1, groups=groups, bias=False, **f)
+            self.conv_dw = conv(mid, out_channels, kernel_size, groups=out_channels, bias=bias, **spatial, **f)
+        self.energy: float | None = None  # share of the weight energy kept, set by from_conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order == "pw_dw":
+            return self.conv_dw(self.conv_pw(x))
+        x = self.conv_dw(x)
+        if self.style == "mobilenet":
+            x = self.act_dw(self.bn_dw(x))
+        return self.conv_pw(x)
+
+    def extra_repr(self) -> str:
+        return f"order={self.order!r}, multiplier={self.multiplier}" + (f", style={self.style!r}" if self.style else "")
+
+    @classmethod
+    def from_conv(
+        cls,
+        conv: _ConvNd,
+        rank: int | str = 1,
+        order: str = "dw_pw",
+        init: str = "svd",
+        calibration: Iterable[torch.Tensor] | None = None,
+        style: str | None = None,
+    ) -> SeparableConv:
+        """A separable layer that approximates ``conv`` (exactly at ``rank="full"``).
+
+        Args:
+            rank: channel multiplier m, or "full" = min(Cout/g, ∏k) (dw_pw) / min(Cin/g, ∏k) (pw_dw).
+            init: "svd" (weight space), "calibrated" (fit to the conv's inputs in ``calibration``,
+                dw_pw only), or "random" (fresh init, e.g. with ``style="mobilenet"`` for training).
+            calibration: batches of *inputs to this conv*.
+        """
+        base = next((c for c in _CONV.values() if isinstance(conv, c)), None)
+        if base is None or own_forward(type(conv), base):
+            raise UsageError(
+                f"{type(conv).__name__} is not a Conv1d/2d/3d computing what its base computes; only those are rewritten from .weight"
+            )
+        dims = len(conv.kernel_size)
+        target = separable_class(dims)
+        groups = conv.groups
+        if rank == "full":
+            m = exact_multiplier(conv.in_channels, conv.out_channels, groups, tuple(conv.kernel_size), order)
+        else:
+            m = int(rank)
+        layer = target(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups,
+            conv.bias is not None, conv.padding_mode, m, order, style, device=conv.weight.device, dtype=conv.weight.dtype,
+        )  # fmt: skip
+        if init == "random":
+            return layer
+        if style is not None:
+            raise UsageError("style='mobilenet' is not function-preserving: use it with init='random' only")
+        if init == "calibrated":
+            if order != "dw_pw":
+                raise UsageError("init='calibrated' fits the depthwise→pointwise order only; use order='dw_pw'")
+            if calibration is None:
+                raise UsageError("init='calibrated' needs calibration inputs")
+            factors = dw_pw_factors(conv.weight, groups, m, covariance=conv_input_covariance(conv, calibration))
+        elif init == "svd":
+            factors = (dw_pw_factors if order == "dw_pw" else pw_dw_factors)(conv.weight, groups, m)
+        else:
+            raise UsageError(f"init {init!r} is not one of {', '.join(INITS)}")
+        layer.load_factors(factors, conv)
+        return layer
+
+    @torch.no_grad()
+    def load_factors(self, factors: Factors, conv: _ConvNd) -> None:
+        """Copy factor weights (and the conv's bias) in, at the conv's dtype and memory format."""
+        first, second = (self.conv_dw, self.conv_pw) if self.order == "dw_pw" else (self.conv_pw, self.conv_dw)
+        fmt = _memory_format(conv.weight)
+        for part, w in ((first, factors.first), (second, factors.second)):
+            part.weight.copy_(w.to(part.weight.dtype))
+            if fmt is not None:
+                part.weight.data = part.weight.data.contiguous(memory_format=fmt)
+        if conv.bias is not None:
+            second.bias.copy_(conv.bias)
+        self.energy = factors.energy
+
+
+class SeparableConv1d(SeparableConv):
+    dims = 1
+
+
+class SeparableConv2d(SeparableConv):
+    dims = 2
+
+
+class SeparableConv3d(SeparableConv):
+    dims = 3
+
+
+def separable_class(dims: int) -> type[SeparableConv]:
+    """SeparableConv1d/2d/3d for a conv of ``dims`` spatial dimensions."""
+    return {1: SeparableConv1d, 2: SeparableConv2d, 3: SeparableConv3d}[dims]
+
+
+def _memory_format(weight: torch.Tensor) -> torch.memory_format | None:
+    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return torch.channels_last
+    if weight.dim() == 5 and weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous():
+        return torch.channels_last_3d
+    return None
+
+
+@torch.no_grad()
+def conv_input_covariance(conv: _ConvNd, inputs: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Per-channel patch covariance (Cin, ∏k, ∏k) of the conv's inputs, padded as the conv pads them."""
+    total, count = None, 0
+    for x in inputs:
+        padded = _pad_like(conv, x.to(torch.float64))
+        s, n = patch_covariance(padded, conv.kernel_size, conv.stride, conv.dilation)
+        total, count = (s if total is None else total + s), count + n
+    if total is None or count == 0:
+        raise UsageError("calibration gave no inputs for the layer")
+    return total / count
+
+
+def _pad_like(conv: _ConvNd, x: torch.Tensor) -> torch.Tensor:
+    """The input as the conv sees it after padding (explicit pads, 'same', 'valid', padding modes)."""
+    import torch.nn.functional as F
+
+    if x.dim() == len(conv.kernel_size) + 1:
+        x = x.unsqueeze(0)
+    if conv.padding == "valid":
+        return x
+    if conv.padding == "same":
+        pads: list[int] = []
+        for k, d in zip(reversed(conv.kernel_size), reversed(conv.dilation)):
+            total = d * (k - 1)
+            pads += [total // 2, total - total // 2]
+    else:
+        pads = [p for p in reversed(conv.padding) for _ in range(2)]
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    return F.pad(x, pads, mode=mode) if any(pads) else x

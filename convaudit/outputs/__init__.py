@@ -1,0 +1,1 @@
+"""Outputs: claiming files and directories atomically, and never replacing what convaudit did not write."""

@@ -1,0 +1,165 @@
+"""Cost formulas against oracles: the seed lesson's worked numbers and PyTorch's FlopCounterMode."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from convaudit.analysis.rules.costs import MAC_RULES, conv_macs, conv_params, dw_pw_cost, exact_multiplier, matmul_macs, pw_dw_cost
+from convaudit.analysis.rules.registry import Registry
+
+
+def measured_macs(module: nn.Module, shape: tuple[int, ...]) -> int:
+    """FlopCounterMode's FLOPs / 2 for one forward, under fake tensors (no real compute)."""
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        x = torch.empty(shape)
+        with FlopCounterMode(display=False) as counter:
+            module(x)
+    return counter.get_total_flops() // 2
+
+
+# ---------------------------------------------------------------- the seed lesson, verbatim
+
+
+def test_seed_64_layer() -> None:
+    assert conv_params(64, 64, 1, (3, 3), bias=False) == 36_864
+    f = dw_pw_cost((1, 64, 56, 56), (1, 64, 56, 56), 64, 64, 1, (3, 3), 1, False, 4)
+    assert (f.dw_params, f.pw_params, f.params) == (576, 4_096, 4_672)
+    assert f"{f.params / 36_864:.3f}" == "0.127"
+
+
+def test_seed_256_layer() -> None:
+    assert conv_params(256, 256, 1, (3, 3), bias=False) == 589_824
+    f = dw_pw_cost((1, 256, 14, 14), (1, 256, 14, 14), 256, 256, 1, (3, 3), 1, False, 4)
+    assert (f.dw_params, f.pw_params, f.params) == (2_304, 65_536, 67_840)
+    assert f.params / 589_824 == pytest.approx(1 / 256 + 1 / 9)
+    assert f"{f.params / 589_824:.3f}" == "0.115"
+
+
+@given(cout=st.integers(1, 512), cin=st.integers(1, 64), k=st.integers(2, 7), m=st.integers(1, 4))
+def test_dw_pw_ratio_formula(cout: int, cin: int, k: int, m: int) -> None:
+    """ratio to standard = m·(1/Cout + 1/k²) for params and for MACs (stride 1, no bias)."""
+    shape = (1, cin, 9, 9)
+    f = dw_pw_cost(shape, (1, cout, 9, 9), cin, cout, 1, (k, k), m, False, 4)
+    std_macs = conv_macs((1, cout, 9, 9), shape, cin, cout, 1, (k, k), False)
+    assert f.params / conv_params(cin, cout, 1, (k, k), False) == pytest.approx(m * (1 / cout + 1 / k**2))
+    assert f.macs / std_macs == pytest.approx(m * (1 / cout + 1 / k**2))
+
+
+# ---------------------------------------------------------------- against FlopCounterMode
+
+conv_configs = st.fixed_dictionaries(
+    {
+        "dims": st.sampled_from([1, 2, 3]),
+        "groups": st.sampled_from([1, 2, 4]),
+        "cin_per_group": st.integers(1, 4),
+        "cout_per_group": st.integers(1, 4),
+        "k": st.integers(1, 4),
+        "stride": st.integers(1, 3),
+        "dilation": st.integers(1, 2),
+        "padding": st.integers(0, 2),
+        "transposed": st.booleans(),
+        "batch": st.integers(1, 3),
+        "size": st.integers(8, 13),
+    }
+)
+
+
+def _conv(c: dict) -> tuple[nn.Module, tuple[int, ...]]:
+    cin, cout = c["cin_per_group"] * c["groups"], c["cout_per_group"] * c["groups"]
+    nd = c["dims"]
+    name = f"ConvTranspose{nd}d" if c["transposed"] else f"Conv{nd}d"
+    module = getattr(nn, name)(cin, cout, c["k"], stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"])
+    return module, (c["batch"], cin) + (c["size"],) * nd
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_configs)
+def test_conv_macs_equal_flop_counter(c: dict) -> None:
+    module, shape = _conv(c)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        out = module(torch.empty(shape))
+    m = module
+    ours = conv_macs(tuple(out.shape), shape, m.in_channels, m.out_channels, m.groups, m.kernel_size, m.transposed)
+    assert ours == measured_macs(module, shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_configs.filter(lambda c: not c["transposed"]), st.integers(1, 3))
+def test_separable_costs_equal_built_modules(c: dict, m: int) -> None:
+    """dw_pw_cost/pw_dw_cost equal params and FlopCounterMode MACs of the modules they describe."""
+    conv, shape = _conv(c)
+    nd, g, k = c["dims"], conv.groups, conv.kernel_size
+    Conv = getattr(nn, f"Conv{nd}d")
+    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    dw = Conv(conv.in_channels, conv.in_channels * m, k, groups=conv.in_channels, bias=False, **kw)
+    pw = Conv(conv.in_channels * m, conv.out_channels, 1, groups=g, bias=True)
+    dwpw = nn.Sequential(dw, pw)
+    pw_first = nn.Sequential(
+        Conv(conv.in_channels, conv.out_channels, 1, groups=g, bias=False),
+        Conv(conv.out_channels, conv.out_channels, k, groups=conv.out_channels, bias=True, **kw),
+    )
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        out_shape = tuple(conv(torch.empty(shape)).shape)
+    args = (shape, out_shape, conv.in_channels, conv.out_channels, g, k)
+    f = dw_pw_cost(*args, m, True, 4)
+    assert f.params == sum(p.numel() for p in dwpw.parameters())
+    assert f.macs == measured_macs(dwpw, shape)
+    p = pw_dw_cost(*args, True, 4)
+    assert p.params == sum(p_.numel() for p_ in pw_first.parameters())
+    assert p.macs == measured_macs(pw_first, shape)
+
+
+def test_exact_multiplier() -> None:
+    assert exact_multiplier(64, 64, 1, (3, 3)) == 9
+    assert exact_multiplier(64, 4, 1, (3, 3)) == 4
+    assert exact_multiplier(8, 8, 4, (5,)) == 2
+    assert exact_multiplier(4, 64, 1, (3, 3), "pw_dw") == 4  # pw_dw: bounded by Cin/g
+    assert exact_multiplier(64, 4, 1, (3, 3), "pw_dw") == 9
+
+
+@pytest.mark.parametrize("a,b", [((3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((7, 1, 3, 4), (6, 4, 2)), ((4,), (4, 3))])
+def test_matmul_macs(a: tuple, b: tuple) -> None:
+    with FakeTensorMode():
+        with FlopCounterMode(display=False) as counter:
+            torch.matmul(torch.empty(a), torch.empty(b))
+    assert matmul_macs(a, b) == counter.get_total_flops() // 2
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_duplicate_registration_raises() -> None:
+    reg: Registry = Registry("test")
+    reg.register(nn.ReLU)(lambda call: 0)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register(nn.ReLU)(lambda call: 1)
+
+
+def test_subclass_with_own_forward_is_not_its_base() -> None:
+    class Plain(nn.Conv2d):
+        pass
+
+    class Same(nn.Conv2d):
+        def forward(self, x):  # pragma: no cover - never run
+            return x
+
+    assert MAC_RULES.lookup(Plain(1, 1, 3)) is MAC_RULES.lookup(nn.Conv2d(1, 1, 3)) is not None
+    assert MAC_RULES.lookup(Same(1, 1, 3)) is None
+
+
+def test_override_none_means_ignore() -> None:
+    overrides = {nn.Linear: None}
+    assert MAC_RULES.lookup(nn.Linear(2, 2), overrides) is None
+    assert MAC_RULES.lookup(nn.Linear(2, 2)) is not None
+
+
+def test_prod_is_exact_for_large_counts() -> None:
+    big = conv_macs((1, 512, 4096, 4096), (1, 512, 4096, 4096), 512, 512, 1, (3, 3), False)
+    assert big == 4096 * 4096 * 512 * 512 * 9 and isinstance(big, int) and big > 2**40
+    assert math.prod((4096, 4096)) == 4096**2
