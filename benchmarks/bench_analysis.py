@@ -105,6 +105,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
@@ -120,7 +121,11 @@ def deep_cnn(n_convs: int, channels: int = 16) -> nn.Module:
     """A Sequential of ``n_convs`` blocks conv3x3 + BatchNorm + ReLU (shape-preserving)."""
     layers: list[nn.Module] = []
     for _ in range(n_convs):
-        layers += [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers).eval()
 
 
@@ -168,22 +173,56 @@ def bench_vs_fvcore(repeat: int) -> bool:
     analysis = convaudit.analyze(model, input_shape=SMALL)
 
     rows = [
-        ["convaudit.analyze(model, input_shape=...)", s(cold), s(statistics.median(ours)), s(min(ours)), s(max(ours)), str(repeat)],
-        ["fvcore FlopCountAnalysis(model, x).total()", s(fv_cold), s(statistics.median(fv)), s(min(fv)), s(max(fv)), str(repeat)],
+        [
+            "convaudit.analyze(model, input_shape=...)",
+            s(cold),
+            s(statistics.median(ours)),
+            s(min(ours)),
+            s(max(ours)),
+            str(repeat),
+        ],
+        [
+            "fvcore FlopCountAnalysis(model, x).total()",
+            s(fv_cold),
+            s(statistics.median(fv)),
+            s(min(fv)),
+            s(max(fv)),
+            str(repeat),
+        ],
         ["plain forward, torch.no_grad()", s(fw_cold), s(statistics.median(fw)), s(min(fw)), s(max(fw)), str(repeat)],
     ]
-    print(table(["measurement", "first call [seconds]", "median [seconds]", "min [seconds]", "max [seconds]", "timed runs [count]"], rows))
+    print(
+        table(
+            [
+                "measurement",
+                "first call [seconds]",
+                "median [seconds]",
+                "min [seconds]",
+                "max [seconds]",
+                "timed runs [count]",
+            ],
+            rows,
+        )
+    )
     ratio = statistics.median(fv) / statistics.median(ours)
     ratio_cold = fv_cold / cold
     fwd_ratio = statistics.median(ours) / statistics.median(fw)
     ok = ratio >= TARGET_SPEEDUP_VS_FVCORE
     print()
-    print(f"speed-up fvcore/convaudit (medians):     {ratio:6.2f} x   target >= {TARGET_SPEEDUP_VS_FVCORE:.1f} x   {verdict(ok)}")
-    print(f"speed-up fvcore/convaudit (first calls): {ratio_cold:6.2f} x   (informational; first access of "
-          f"convaudit.analyze, i.e. its lazy imports, took {import_s:.4f} seconds more, not counted above)")
-    print(f"convaudit / one real forward (medians):  {fwd_ratio:6.2f} x   (informational; the issue's 'about one forward')")
-    print(f"MACs: convaudit {analysis.totals.macs:,} [MACs]   fvcore total {fv_total[-1]:,} [fvcore 'flops' = MACs]   "
-          f"trace path {analysis.trace_path!r}, {len(analysis.layers)} conv layers")
+    print(
+        f"speed-up fvcore/convaudit (medians):     {ratio:6.2f} x   target >= {TARGET_SPEEDUP_VS_FVCORE:.1f} x   {verdict(ok)}"
+    )
+    print(
+        f"speed-up fvcore/convaudit (first calls): {ratio_cold:6.2f} x   (informational; first access of "
+        f"convaudit.analyze, i.e. its lazy imports, took {import_s:.4f} seconds more, not counted above)"
+    )
+    print(
+        f"convaudit / one real forward (medians):  {fwd_ratio:6.2f} x   (informational; the issue's 'about one forward')"
+    )
+    print(
+        f"MACs: convaudit {analysis.totals.macs:,} [MACs]   fvcore total {fv_total[-1]:,} [fvcore 'flops' = MACs]   "
+        f"trace path {analysis.trace_path!r}, {len(analysis.layers)} conv layers"
+    )
     return ok
 
 
@@ -235,12 +274,24 @@ def child_4096() -> None:
     t0 = time.perf_counter()
     convaudit.analyze(model, input_shape=LARGE)
     second = time.perf_counter() - t0
-    print(json.dumps({
-        "import_seconds": import_s, "build_seconds": build, "elapsed_seconds": elapsed, "second_call_seconds": second,
-        "peak_at_start_bytes": _peak_bytes(_PEAK_AT_START), "baseline_rss_bytes": baseline_rss,
-        "peak_before_bytes": peak_before, "peak_after_bytes": peak_after, "peak_was_reset": reset,
-        "rss_after_bytes": rss_after, "macs": analysis.totals.macs, "threads": torch.get_num_threads(),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "import_seconds": import_s,
+                "build_seconds": build,
+                "elapsed_seconds": elapsed,
+                "second_call_seconds": second,
+                "peak_at_start_bytes": _peak_bytes(_PEAK_AT_START),
+                "baseline_rss_bytes": baseline_rss,
+                "peak_before_bytes": peak_before,
+                "peak_after_bytes": peak_after,
+                "peak_was_reset": reset,
+                "rss_after_bytes": rss_after,
+                "macs": analysis.totals.macs,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def bench_4096(repeat: int) -> bool:
@@ -284,15 +335,24 @@ def bench_4096(repeat: int) -> bool:
         mem_rows.append(mem("peak RSS during analyze (ru_maxrss, reset before)", analyze_peak))
         mem_rows.append(mem("increase: peak during analyze - baseline RSS", analyze_peak - r["baseline_rss_bytes"]))
     else:
-        mem_rows.append(mem("increase (upper bound): process peak - baseline RSS", process_peak - r["baseline_rss_bytes"]))
-    mem_rows += [mem("RSS after analyze", r["rss_after_bytes"]), mem("peak RSS of the whole child process", process_peak)]
+        mem_rows.append(
+            mem("increase (upper bound): process peak - baseline RSS", process_peak - r["baseline_rss_bytes"])
+        )
+    mem_rows += [
+        mem("RSS after analyze", r["rss_after_bytes"]),
+        mem("peak RSS of the whole child process", process_peak),
+    ]
     print(table(["memory (child process)", "value [MiB]", "value [bytes]"], mem_rows))
     ok_time = r["elapsed_seconds"] < TARGET_4096_SECONDS
     ok_mem = process_peak < TARGET_4096_PEAK_BYTES
     print()
-    print(f"time (first call, fresh process): {r['elapsed_seconds']:.4f} seconds   target < {TARGET_4096_SECONDS:.1f} seconds   {verdict(ok_time)}")
-    print(f"peak RSS (whole child process):   {process_peak / MIB:,.1f} MiB ({process_peak / 1000**3:.3f} GB)   "
-          f"target < {TARGET_4096_PEAK_BYTES / MIB:,.1f} MiB (1.5 GB)   {verdict(ok_mem)}")
+    print(
+        f"time (first call, fresh process): {r['elapsed_seconds']:.4f} seconds   target < {TARGET_4096_SECONDS:.1f} seconds   {verdict(ok_time)}"
+    )
+    print(
+        f"peak RSS (whole child process):   {process_peak / MIB:,.1f} MiB ({process_peak / 1000**3:.3f} GB)   "
+        f"target < {TARGET_4096_PEAK_BYTES / MIB:,.1f} MiB (1.5 GB)   {verdict(ok_mem)}"
+    )
     print(f"MACs at 4096x4096: {r['macs']:,} [MACs]; child torch threads: {r['threads']}")
     return ok_time and ok_mem
 
@@ -312,12 +372,35 @@ def bench_scaling(repeat: int) -> bool:
         assert len(a.layers) == n, (len(a.layers), n)
         t = runs[n]
         medians[n] = statistics.median(t)
-        rows.append([f"{n} convs ({3 * n} modules)", s(cold[n]), s(medians[n]), s(min(t)), s(max(t)), f"{1000 * medians[n] / n:.3f}"])
-    print(table(["model", "first call [seconds]", "median [seconds]", "min [seconds]", "max [seconds]", "median per conv [milliseconds]"], rows))
+        rows.append(
+            [
+                f"{n} convs ({3 * n} modules)",
+                s(cold[n]),
+                s(medians[n]),
+                s(min(t)),
+                s(max(t)),
+                f"{1000 * medians[n] / n:.3f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "model",
+                "first call [seconds]",
+                "median [seconds]",
+                "min [seconds]",
+                "max [seconds]",
+                "median per conv [milliseconds]",
+            ],
+            rows,
+        )
+    )
     ratio = medians[2000] / medians[200]
     ok = ratio <= TARGET_SCALING_RATIO
     print()
-    print(f"t(2000 convs) / t(200 convs) (medians): {ratio:6.2f} x   target <= {TARGET_SCALING_RATIO:.0f} x (linear = 10 x)   {verdict(ok)}")
+    print(
+        f"t(2000 convs) / t(200 convs) (medians): {ratio:6.2f} x   target <= {TARGET_SCALING_RATIO:.0f} x (linear = 10 x)   {verdict(ok)}"
+    )
     return ok
 
 
@@ -351,9 +434,21 @@ class CpuContention:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=None, help="timed runs per measurement, median reported (default 5; 2 with --quick)")
-    p.add_argument("--quick", action="store_true", help="fewer timed runs (2 unless --repeat is given), for a fast check")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) here and in the child (default: torch's own)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs per measurement, median reported (default 5; 2 with --quick)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="fewer timed runs (2 unless --repeat is given), for a fast check"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(N) here and in the child (default: torch's own)",
+    )
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any target fails")
     p.add_argument(CHILD_FLAG, dest="child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -367,10 +462,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--repeat must be at least 1")
 
     print("convaudit analysis benchmark")
-    print(f"convaudit {convaudit.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"python {sys.version.split()[0]}, {sys.platform}")
-    print(f"torch.get_num_threads() = {torch.get_num_threads()}; os.cpu_count() = {os.cpu_count()}; "
-          f"timed runs per measurement = {repeat} (after the first call, interleaved){' [--quick]' if args.quick else ''}")
+    print(
+        f"convaudit {convaudit.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"python {sys.version.split()[0]}, {sys.platform}"
+    )
+    print(
+        f"torch.get_num_threads() = {torch.get_num_threads()}; os.cpu_count() = {os.cpu_count()}; "
+        f"timed runs per measurement = {repeat} (after the first call, interleaved){' [--quick]' if args.quick else ''}"
+    )
     contention = CpuContention()
 
     results = {
@@ -383,12 +482,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{verdict(ok)}  {name}")
     others = contention.others()
     if others is not None:
-        print(f"other processes kept {others:.2f} CPUs busy on average during this run [CPUs] "
-              f"(of {os.cpu_count()}; measured from /proc/stat minus this process and its child)")
+        print(
+            f"other processes kept {others:.2f} CPUs busy on average during this run [CPUs] "
+            f"(of {os.cpu_count()}; measured from /proc/stat minus this process and its child)"
+        )
         if others > 0.25:
-            print("WARNING: the machine was busy: multi-threaded compute (the real forward, fvcore, and any real "
-                  "linear algebra inside analyze) slows down far more than pure Python; rerun on a quiet machine "
-                  "before trusting the ratios.")
+            print(
+                "WARNING: the machine was busy: multi-threaded compute (the real forward, fvcore, and any real "
+                "linear algebra inside analyze) slows down far more than pure Python; rerun on a quiet machine "
+                "before trusting the ratios."
+            )
     return 1 if args.strict and not all(results.values()) else 0
 
 

@@ -55,9 +55,9 @@ for p in (str(REPO), str(REPO / "benchmarks")):
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
+from bench_analysis import CpuContention  # noqa: E402
 
 import convaudit  # noqa: E402
-from bench_analysis import CpuContention  # noqa: E402
 
 TARGET_SECONDS = 2.0
 STAGES = ("analysis", "planning", "rewrite", "verification", "other")
@@ -136,7 +136,9 @@ class StageTimer:
 
 
 def bench_resnet50(repeat: int, profile: bool) -> bool:
-    print("(a) convert torchvision resnet50 (weights=None) at 1×3×224×224: every candidate, rank=1, order=dw_pw, init=svd")
+    print(
+        "(a) convert torchvision resnet50 (weights=None) at 1×3×224×224: every candidate, rank=1, order=dw_pw, init=svd"
+    )
     torch.manual_seed(0)
     model = torchvision.models.resnet50(weights=None).eval()
     x = torch.randn(1, 3, 224, 224)
@@ -150,9 +152,11 @@ def bench_resnet50(repeat: int, profile: bool) -> bool:
     verdicts: dict[int, bool] = {}
     with StageTimer() as timer:
         rep = once().report
-        print(f"    converted {len(rep.layers)} convs ({len(rep.skipped)} left alone); params {rep.params_before:,} → "
-              f"{rep.params_measured:,}; MACs {rep.macs_before:,} → {rep.macs_measured:,}; measured == predicted: "
-              f"{rep.costs_match}; output error (random input, untrained weights) {rep.output_error:.3f}")  # fmt: skip
+        print(
+            f"    converted {len(rep.layers)} convs ({len(rep.skipped)} left alone); params {rep.params_before:,} → "
+            f"{rep.params_measured:,}; MACs {rep.macs_before:,} → {rep.macs_measured:,}; measured == predicted: "
+            f"{rep.costs_match}; output error (random input, untrained weights) {rep.output_error:.3f}"
+        )
         # torch's own thread count is what a user gets; 1 thread is shown too because on a loaded machine
         # multi-threaded kernels (the real forwards of verification, the SVDs) degrade far more.
         for threads in [default_threads] + ([1] if default_threads > 1 else []):
@@ -181,10 +185,14 @@ def _print_stages(threads: int, first: dict[str, float], runs: list[dict[str, fl
     print(f"    {'stage':<52} {'first [s]':>9} {'median [s]':>11} {'min [s]':>9} {'max [s]':>9}")
     for k in keys:
         vals = [r.get(k, 0.0) for r in runs]
-        print(f"    {labels.get(k, k):<52} {first.get(k, 0.0):9.3f} {statistics.median(vals):11.3f} {min(vals):9.3f} {max(vals):9.3f}")
+        print(
+            f"    {labels.get(k, k):<52} {first.get(k, 0.0):9.3f} {statistics.median(vals):11.3f} {min(vals):9.3f} {max(vals):9.3f}"
+        )
     median_total = statistics.median(r["total"] for r in runs)
     ok = median_total < TARGET_SECONDS
-    print(f"    median total {median_total:.3f} s over {repeat} runs (after the first); target < {TARGET_SECONDS:.0f} s   {verdict(ok)}")
+    print(
+        f"    median total {median_total:.3f} s over {repeat} runs (after the first); target < {TARGET_SECONDS:.0f} s   {verdict(ok)}"
+    )
     return ok
 
 
@@ -231,17 +239,26 @@ def bench_digits(quick: bool) -> None:
         print("    skipped: scikit-learn is not installed (pip install '.[examples]')")
         return
     results = module.main(["--quick"] if quick else [], verbose=False)
-    print(f"    {results.n_train} train / {results.n_test} test images; original trained {results.train_steps} steps; "
-          f"fine-tuning {results.finetune_steps} steps per method; took {results.seconds:.1f} s")  # fmt: skip
+    print(
+        f"    {results.n_train} train / {results.n_test} test images; original trained {results.train_steps} steps; "
+        f"fine-tuning {results.finetune_steps} steps per method; took {results.seconds:.1f} s"
+    )
     print("    test accuracy, stage × method (chance = 0.10):")
     print("\n".join(("    " + line).rstrip() for line in module.format_table(results).strip("\n").splitlines()))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=None, help="timed runs of (a) per thread count, median reported (default 5; 2 with --quick)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs of (a) per thread count, median reported (default 5; 2 with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer runs of (a), and the digits experiment with --quick")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) before (a) (default: torch's own)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads(N) before (a) (default: torch's own)"
+    )
     p.add_argument("--profile", action="store_true", help="print cProfile hotspots of (a) even when it passes")
     p.add_argument("--no-digits", action="store_true", help="skip (b)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when the target fails")
@@ -252,19 +269,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print("convaudit conversion benchmark")
-    print(f"convaudit {convaudit.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"python {sys.version.split()[0]}, {sys.platform}")
-    print(f"torch.get_num_threads() = {torch.get_num_threads()}; os.cpu_count() = {os.cpu_count()}; "
-          f"timed runs = {repeat} (after a first run)\n")  # fmt: skip
+    print(
+        f"convaudit {convaudit.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"python {sys.version.split()[0]}, {sys.platform}"
+    )
+    print(
+        f"torch.get_num_threads() = {torch.get_num_threads()}; os.cpu_count() = {os.cpu_count()}; "
+        f"timed runs = {repeat} (after a first run)\n"
+    )
     contention = CpuContention()
     ok = bench_resnet50(repeat, args.profile)
     others = contention.others()
     if others is not None:
-        print(f"    other processes kept {others:.2f} CPUs busy on average during (a) [CPUs] (of {os.cpu_count()}; "
-              f"/proc/stat minus this process)")  # fmt: skip
+        print(
+            f"    other processes kept {others:.2f} CPUs busy on average during (a) [CPUs] (of {os.cpu_count()}; "
+            f"/proc/stat minus this process)"
+        )
         if others > 0.25:
-            print("    WARNING: the machine was busy during (a); the real forwards and SVDs inside convert slow "
-                  "down with it (multi-threaded ones most): rerun on a quiet machine before trusting the timings.")  # fmt: skip
+            print(
+                "    WARNING: the machine was busy during (a); the real forwards and SVDs inside convert slow "
+                "down with it (multi-threaded ones most): rerun on a quiet machine before trusting the timings."
+            )
     if not args.no_digits:
         print()
         bench_digits(args.quick)

@@ -7,17 +7,17 @@ The CLI prints that line (and the traceback only with ``--debug``) and exits wit
 from __future__ import annotations
 
 __all__ = [
-    "EXIT_OK",
-    "EXIT_FAILURE",
-    "EXIT_USAGE",
     "EXIT_BUDGET",
-    "ConvauditError",
-    "UsageError",
-    "ModelLoadError",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "CheckpointError",
-    "TraceError",
-    "ShapeError",
+    "ConvauditError",
+    "ModelLoadError",
     "OutputExistsError",
+    "ShapeError",
+    "TraceError",
+    "UsageError",
 ]
 
 EXIT_OK = 0  #: success (also: a model without convolutions, reported as such)

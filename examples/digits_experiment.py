@@ -179,7 +179,11 @@ def max_depthwise_norm(model: nn.Module) -> float:
     """Largest L2 norm of one depthwise kernel in the converted layers (SVD init: every kernel has norm 1)."""
     from convaudit.conversion.layers import SeparableConv
 
-    norms = [float(m.conv_dw.weight.detach().flatten(1).norm(dim=1).max()) for m in model.modules() if isinstance(m, SeparableConv)]
+    norms = [
+        float(m.conv_dw.weight.detach().flatten(1).norm(dim=1).max())
+        for m in model.modules()
+        if isinstance(m, SeparableConv)
+    ]
     return max(norms) if norms else float("nan")
 
 
@@ -223,7 +227,10 @@ class Results:
 
 SETUPS = (
     ("A. every 3×3 conv converted (conv1, conv2, conv3)", ()),
-    ("B. stem kept standard (conv2, conv3 converted; conv1 has 1 input channel: at m=1 it is one 3×3 filter)", ("conv1",)),
+    (
+        "B. stem kept standard (conv2, conv3 converted; conv1 has 1 input channel: at m=1 it is one 3×3 filter)",
+        ("conv1",),
+    ),
 )
 
 
@@ -231,7 +238,9 @@ def main(argv: list[str] | None = None, *, verbose: bool = True) -> Results:
     """Run the experiment; prints as it goes (``verbose``) and returns the numbers."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of the original model (default 10)")
-    parser.add_argument("--finetune-steps", type=int, default=100, help="fine-tuning steps for every method (default 100)")
+    parser.add_argument(
+        "--finetune-steps", type=int, default=100, help="fine-tuning steps for every method (default 100)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for this tiny model)")
     parser.add_argument("--quick", action="store_true", help="4 epochs and 40 fine-tuning steps (a smoke test)")
     parser.add_argument("--markdown", action="store_true", help="also print the tables in Markdown")
@@ -307,7 +316,9 @@ def _run(opts: argparse.Namespace, say: Any) -> Results:
                 f"{_fmt(res.output_error)}  per-layer error: {errs}  max |dw kernel| {res.max_dw_norm:.3g}  "
                 f"({seconds:.2f} s)")  # fmt: skip
         assert report is not None
-        setups.append(Setup(title, exclude, methods, report.params_measured, report.macs_measured // n, report.costs_match))
+        setups.append(
+            Setup(title, exclude, methods, report.params_measured, report.macs_measured // n, report.costs_match)
+        )
         say(f"    params {report.params_before:,} → {report.params_measured:,} ({report.params_measured / report.params_before:.3f}×)"
             f"; MACs per image {report.macs_before // n:,} → {report.macs_measured // n:,} "
             f"({report.macs_measured / report.macs_before:.3f}×); measured == predicted: {report.costs_match}")  # fmt: skip
@@ -356,10 +367,18 @@ def _rows(r: Results, setup: Setup, acc: str) -> tuple[list[str], list[tuple[str
     rows = [
         ("output error (test logits)", ["0"] + [_fmt(m.output_error) for m in ms]),
         ("training-free", [format(r.original_accuracy, acc)] + [format(m.training_free, acc) for m in ms]),
-        ("training-free, BN re-estimated", [format(r.original_bn_reestimated, acc)] + [format(m.bn_reestimated, acc) for m in ms]),
+        (
+            "training-free, BN re-estimated",
+            [format(r.original_bn_reestimated, acc)] + [format(m.bn_reestimated, acc) for m in ms],
+        ),
     ]
     for s in r.checkpoints:
-        rows.append((f"fine-tuned {s} steps", [format(r.original_finetuned[s], acc)] + [format(m.finetuned[s], acc) for m in ms]))
+        rows.append(
+            (
+                f"fine-tuned {s} steps",
+                [format(r.original_finetuned[s], acc)] + [format(m.finetuned[s], acc) for m in ms],
+            )
+        )
     rows.append(("params", [f"{r.params_before:,}"] + [f"{setup.params_after:,}"] * len(ms)))
     rows.append(("MACs / image", [f"{r.macs_before:,}"] + [f"{setup.macs_after:,}"] * len(ms)))
     return names, rows
@@ -388,7 +407,12 @@ def format_markdown(r: Results) -> str:
     out: list[str] = []
     for setup in r.setups:
         names, rows = _rows(r, setup, ".3f")
-        out += ["", f"**{setup.title}**", "", "| stage | " + " | ".join(f"`{nm}`" if nm != "original" else nm for nm in names) + " |"]
+        out += [
+            "",
+            f"**{setup.title}**",
+            "",
+            "| stage | " + " | ".join(f"`{nm}`" if nm != "original" else nm for nm in names) + " |",
+        ]
         out.append("|---|" + "---:|" * len(names))
         out += ["| " + label + " | " + " | ".join(cells) + " |" for label, cells in rows]
     return "\n".join(out).lstrip("\n")

@@ -1,6 +1,6 @@
 """A small CNN holding the seed lesson's two layers: 64→64 3×3 and 256→256 3×3 (bias-free).
 
-    convaudit report examples/small_cnn.py
+convaudit report examples/small_cnn.py
 """
 
 import torch

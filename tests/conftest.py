@@ -36,7 +36,9 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
             pytest.fail(f"no golden file {path}; run pytest with --update-golden to create it")
         expected = path.read_text(encoding="utf-8")
         if text != expected:
-            diff = list(difflib.unified_diff(expected.splitlines(), text.splitlines(), "golden", "now", lineterm="", n=1))
+            diff = list(
+                difflib.unified_diff(expected.splitlines(), text.splitlines(), "golden", "now", lineterm="", n=1)
+            )
             shown = "\n".join(diff[:80]) + ("\n…" if len(diff) > 80 else "")
             pytest.fail(f"{name} differs from its golden file (rerun with --update-golden if intended):\n{shown}")
 

@@ -30,7 +30,8 @@ def snapshot(model: nn.Module) -> dict:
         "attrs": {n: sorted(m.__dict__) for n, m in model.named_modules()},
         "modules": [n for n, _ in model.named_modules()],
         "hooks": [
-            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for n, m in model.named_modules()
+            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for n, m in model.named_modules()
         ],
         "training": [m.training for m in model.modules()],
     }
@@ -73,9 +74,16 @@ def test_residual_net_kinds_and_reasons() -> None:
     a = convaudit.analyze(loaded.model, loaded.args)
     kinds = {layer.name: layer.kind for layer in a.layers}
     assert kinds == {
-        "stem": "custom", "block1.conv1": "standard", "block1.conv2": "standard", "block2.conv1": "grouped",
-        "block2.conv2": "standard", "dw": "depthwise", "pw": "pointwise", "head": "standard", "up": "transposed",
-    }  # fmt: skip
+        "stem": "custom",
+        "block1.conv1": "standard",
+        "block1.conv2": "standard",
+        "block2.conv1": "grouped",
+        "block2.conv2": "standard",
+        "dw": "depthwise",
+        "pw": "pointwise",
+        "head": "standard",
+        "up": "transposed",
+    }
     by = {layer.name: layer for layer in a.layers}
     assert by["stem"].skip_reason.startswith("custom subclass with its own forward (SameConv2d)")
     assert by["dw"].skip_reason and by["pw"].skip_reason and by["up"].skip_reason
@@ -184,8 +192,23 @@ def test_json_document_and_round_trip() -> None:
     assert doc == a.to_dict()
     assert doc["schema_version"] == convaudit.SCHEMA_VERSION
     assert {"params", "macs"} <= doc["totals"].keys()
-    required = {"name", "kind", "candidate", "skip_reason", "params", "macs", "input_shape", "output_shape",
-                "kernel_size", "stride", "padding", "dilation", "groups", "calls", "separable"}  # fmt: skip
+    required = {
+        "name",
+        "kind",
+        "candidate",
+        "skip_reason",
+        "params",
+        "macs",
+        "input_shape",
+        "output_shape",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "calls",
+        "separable",
+    }
     for layer in doc["layers"]:
         assert required <= layer.keys()
         if layer["candidate"]:
@@ -208,8 +231,6 @@ def test_graph_view_marks_convs() -> None:
 def test_needs_inputs() -> None:
     with pytest.raises(convaudit.errors.UsageError):
         convaudit.analyze(nets.Seed64())
-
-
 
 
 def test_source_locations_point_at_the_defining_lines() -> None:

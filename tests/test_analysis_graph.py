@@ -23,7 +23,9 @@ def test_layout_depths_follow_edges() -> None:
 
 
 def test_large_graphs_keep_convs_and_their_connections() -> None:
-    blocks = [m for _ in range(MAX_DRAWN_NODES // 3 + 10) for m in (nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Identity())]
+    blocks = [
+        m for _ in range(MAX_DRAWN_NODES // 3 + 10) for m in (nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Identity())
+    ]
     a = convaudit.analyze(nn.Sequential(*blocks), input_shape=(1, 2, 4, 4))
     view = a.graph
     assert view.truncated

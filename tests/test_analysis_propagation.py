@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from convaudit.errors import ShapeError
 from convaudit.analysis.propagation import FakeContext, propagate_fx
 from convaudit.analysis.tracing import trace
+from convaudit.errors import ShapeError
 
 
 def test_wrong_input_names_the_layer() -> None:

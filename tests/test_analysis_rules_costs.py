@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from convaudit.analysis.rules.costs import MAC_RULES, conv_macs, conv_params, dw_pw_cost, exact_multiplier, matmul_macs, pw_dw_cost
+from convaudit.analysis.rules.costs import (
+    MAC_RULES,
+    conv_macs,
+    conv_params,
+    dw_pw_cost,
+    exact_multiplier,
+    matmul_macs,
+    pw_dw_cost,
+)
 from convaudit.analysis.rules.registry import Registry
 
 
@@ -74,7 +82,9 @@ def _conv(c: dict) -> tuple[nn.Module, tuple[int, ...]]:
     cin, cout = c["cin_per_group"] * c["groups"], c["cout_per_group"] * c["groups"]
     nd = c["dims"]
     name = f"ConvTranspose{nd}d" if c["transposed"] else f"Conv{nd}d"
-    module = getattr(nn, name)(cin, cout, c["k"], stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"])
+    module = getattr(nn, name)(
+        cin, cout, c["k"], stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"]
+    )
     return module, (c["batch"], cin) + (c["size"],) * nd
 
 
@@ -125,9 +135,8 @@ def test_exact_multiplier() -> None:
 
 @pytest.mark.parametrize("a,b", [((3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((7, 1, 3, 4), (6, 4, 2)), ((4,), (4, 3))])
 def test_matmul_macs(a: tuple, b: tuple) -> None:
-    with FakeTensorMode():
-        with FlopCounterMode(display=False) as counter:
-            torch.matmul(torch.empty(a), torch.empty(b))
+    with FakeTensorMode(), FlopCounterMode(display=False) as counter:
+        torch.matmul(torch.empty(a), torch.empty(b))
     assert matmul_macs(a, b) == counter.get_total_flops() // 2
 
 

@@ -71,7 +71,14 @@ def test_pool_shape_rule(kind, dims, k, stride, padding, ceil, size) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    [nn.AdaptiveAvgPool2d((3, None)), nn.AdaptiveAvgPool1d(5), nn.Flatten(), nn.Flatten(2), nn.Linear(9, 4), nn.BatchNorm2d(3)],
+    [
+        nn.AdaptiveAvgPool2d((3, None)),
+        nn.AdaptiveAvgPool1d(5),
+        nn.Flatten(),
+        nn.Flatten(2),
+        nn.Linear(9, 4),
+        nn.BatchNorm2d(3),
+    ],
 )
 def test_other_rules(module: nn.Module) -> None:
     shape = (2, 3, 9, 9) if not isinstance(module, nn.AdaptiveAvgPool1d) else (2, 3, 9)

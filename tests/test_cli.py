@@ -36,12 +36,15 @@ def one_line_error(stderr: str) -> str:
         (["report", str(BAD / "raises.py")], EXIT_FAILURE, "build_model() raised RuntimeError: weights file missing"),
         (["report", str(BAD / "no_module.py")], EXIT_FAILURE, "defines no nn.Module"),
         (["report", str(BAD / "several.py")], EXIT_FAILURE, "pick one with --entry NAME"),
-        (["report", str(EXAMPLES / "small_cnn.py"), "--input-shape", "1,4,32,32"], EXIT_FAILURE,
-         "shapes stop matching at 'stem' (Conv2d; input (1, 4, 32, 32)): expects 3 input channels, got 4"),
+        (
+            ["report", str(EXAMPLES / "small_cnn.py"), "--input-shape", "1,4,32,32"],
+            EXIT_FAILURE,
+            "shapes stop matching at 'stem' (Conv2d; input (1, 4, 32, 32)): expects 3 input channels, got 4",
+        ),
         (["report", str(EXAMPLES / "small_cnn.py"), "--input-shape", "1,3,x"], EXIT_USAGE, "is not a shape"),
         (["report", "torchvision:resnet5O"], EXIT_FAILURE, "did you mean resnet50"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_one_line_and_exit_code(tmp_path: Path, capsys, args: list, code: int, pattern: str) -> None:
     assert main([*args, "-o", str(tmp_path / "r.json")]) == code
     line = one_line_error(capsys.readouterr().err)
@@ -106,13 +109,18 @@ def test_json_output_and_refusal_to_overwrite(tmp_path: Path, capsys) -> None:
 
 
 def test_stdout_and_formats(tmp_path: Path, capsys) -> None:
-    assert main(["report", str(EXAMPLES / "small_cnn.py"), "--format", "text", "-o", "-", "--no-cross-check"]) == EXIT_OK
+    assert (
+        main(["report", str(EXAMPLES / "small_cnn.py"), "--format", "text", "-o", "-", "--no-cross-check"]) == EXIT_OK
+    )
     out = capsys.readouterr().out
     assert "576 + 4,096 = 4,672" in out and "0.127×" in out and "2,304 + 65,536 = 67,840" in out
 
 
 def test_format_and_suffix_disagree(tmp_path: Path, capsys) -> None:
-    assert main(["report", str(EXAMPLES / "small_cnn.py"), "--format", "json", "-o", str(tmp_path / "r.html")]) == EXIT_USAGE
+    assert (
+        main(["report", str(EXAMPLES / "small_cnn.py"), "--format", "json", "-o", str(tmp_path / "r.html")])
+        == EXIT_USAGE
+    )
     one_line_error(capsys.readouterr().err)
 
 
@@ -167,7 +175,11 @@ def test_convert_writes_the_artifact(tmp_path: Path, capsys) -> None:
     "args,code,pattern",
     [
         (["--rank", "1", "--exact"], EXIT_FAILURE, "--exact: layer"),
-        (["--include", "layer9.*"], EXIT_USAGE, "--include 'layer9.*' matches no conv; convs are named like stem, conv64"),
+        (
+            ["--include", "layer9.*"],
+            EXIT_USAGE,
+            "--include 'layer9.*' matches no conv; convs are named like stem, conv64",
+        ),
         (["--rank", "None"], EXIT_USAGE, "give a positive integer or 'full'"),
         (["--target-macs", "0.01"], EXIT_USAGE, "cannot be met"),
         (["--rank", "2", "--energy", "0.9"], EXIT_USAGE, "--rank cannot be combined"),

@@ -27,7 +27,9 @@ def outputs_equal(a: torch.nn.Module, b: torch.nn.Module, args, kwargs) -> bool:
 
 def test_generated_model_py_needs_only_torch(tmp_path: Path) -> None:
     loaded, c = converted("small_cnn", rank=1)
-    out = write_artifact(tmp_path / "out", c.model, c.report, c.plan, (loaded.args, loaded.kwargs), source=loaded.source)
+    out = write_artifact(
+        tmp_path / "out", c.model, c.report, c.plan, (loaded.args, loaded.kwargs), source=loaded.source
+    )
     assert sorted(p.name for p in out.iterdir()) == ["conversion.json", "model.py", "state_dict.pt"]
     code = (out / "model.py").read_text()
     assert "class ConvertedModel(torch.nn.Module)" in code and "def forward(self, x" in code

@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import convaudit
-from convaudit.conversion.artifact.writer import load_converted, write_artifact
+from convaudit.analysis.tracing import ConvTracer
 from convaudit.conversion.artifact.codegen import _imports
 from convaudit.conversion.artifact.constructors import _conv_ctor, _ctor, _NotGenerable
+from convaudit.conversion.artifact.writer import load_converted, write_artifact
 from convaudit.conversion.safe_fx import safe_codegen
-from convaudit.analysis.tracing import ConvTracer
 
 #: Replaced by a statement that leaves a marker file (relative: each example runs in its own marker directory).
 MARK = "{mark}"
@@ -41,10 +41,44 @@ PAYLOADS = [
     "x\n{mark}\n#",  # ends a comment
     "A\n",  # fx takes it for a valid local name
     'x"); print("PWNED"); ("',
-    "\\", "a\\", "\\N", "\\N{BULLET}", "\\x4", "\\u12", "\\'", '\\"',
-    "class", "None", "lambda", "import", "match", "_", "__x", "__x__", "0", "01", "\u0663",  # keywords, digits
-    "\ufb01", "fi", "\uff58", "x", "\u210c", "H", "\u00b5", "\u03bc", "e\u0301", "\u00e9",  # NFKC twins
-    "\u221e", "\U0001f642", "\x00", "\u2028", "_convaudit_attr", "_convaudit_alias_0", "self", "torch", "F",
+    "\\",
+    "a\\",
+    "\\N",
+    "\\N{BULLET}",
+    "\\x4",
+    "\\u12",
+    "\\'",
+    '\\"',
+    "class",
+    "None",
+    "lambda",
+    "import",
+    "match",
+    "_",
+    "__x",
+    "__x__",
+    "0",
+    "01",
+    "\u0663",  # keywords, digits
+    "\ufb01",
+    "fi",
+    "\uff58",
+    "x",
+    "\u210c",
+    "H",
+    "\u00b5",
+    "\u03bc",
+    "e\u0301",
+    "\u00e9",  # NFKC twins
+    "\u221e",
+    "\U0001f642",
+    "\x00",
+    "\u2028",
+    "_convaudit_attr",
+    "_convaudit_alias_0",
+    "self",
+    "torch",
+    "F",
 ]
 NAMES = st.one_of(st.sampled_from(PAYLOADS), st.text(min_size=1, max_size=6))
 ROLES = ("conv", "keep", "act", "twin", "weight")
@@ -90,7 +124,7 @@ def fill(text: str, i: int) -> str:
 @example(names=['training"); {mark}; ("', "class", "\ufb01", "fi", '"""; {mark}; """', "x\n{mark}\n#"])
 @example(names=["\\N", "__x", "\uff58", "x", "training'); {mark}; ('", "\\N{BULLET}"])
 @example(names=["0", "_convaudit_attr", "\u00b5", "\u03bc", "_convaudit_alias_0", 'x"); print("PWNED"); ("'])
-@example(names=["training\"); {mark}; (\"", "class", "self", "exp", "x", "y"])  # `self = self.self(x)` in fx's code
+@example(names=['training"); {mark}; ("', "class", "self", "exp", "x", "y"])  # `self = self.self(x)` in fx's code
 def test_hostile_names_are_data(names: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         markers = Path(tmp) / "markers"

@@ -10,9 +10,9 @@ import torch.nn as nn
 
 import convaudit
 from convaudit.conversion.convert import VerificationError
+from convaudit.conversion.layers import SeparableConv
 from convaudit.errors import UsageError
 from convaudit.sources.loader import load
-from convaudit.conversion.layers import SeparableConv
 from tests.fixtures import nets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -103,7 +103,9 @@ def test_calibrated_needs_and_uses_calibration() -> None:
     batches = [torch.nn.functional.avg_pool2d(torch.randn(8, 3, 60, 60), 5, stride=1) for _ in range(2)]
     svd = convaudit.convert(loaded.model, (batches[0],), rank=1)
     cal = convaudit.convert(loaded.model, (batches[0],), rank=1, init="calibrated", calibration=batches)
-    seq = convaudit.convert(loaded.model, (batches[0],), rank=1, init="calibrated", calibration=batches, sequential=True)
+    seq = convaudit.convert(
+        loaded.model, (batches[0],), rank=1, init="calibrated", calibration=batches, sequential=True
+    )
     assert all(layer.init == "calibrated" for layer in cal.report.layers)
     assert cal.report.output_error < svd.report.output_error
     assert seq.report.costs_match and seq.report.output_error < svd.report.output_error

@@ -6,8 +6,8 @@ import torch.nn as nn
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from convaudit.errors import UsageError
 from convaudit.conversion.layers import SeparableConv, SeparableConv2d
+from convaudit.errors import UsageError
 
 configs = st.fixed_dictionaries(
     {
@@ -29,9 +29,17 @@ configs = st.fixed_dictionaries(
 
 def build(c: dict, dtype=torch.float32) -> tuple[nn.Module, torch.Tensor]:
     conv = getattr(nn, f"Conv{c['dims']}d")(
-        c["cin_g"] * c["groups"], c["cout_g"] * c["groups"], c["k"], stride=c["stride"], padding=c["padding"],
-        dilation=c["dilation"], groups=c["groups"], bias=c["bias"], padding_mode=c["padding_mode"], dtype=dtype,
-    )  # fmt: skip
+        c["cin_g"] * c["groups"],
+        c["cout_g"] * c["groups"],
+        c["k"],
+        stride=c["stride"],
+        padding=c["padding"],
+        dilation=c["dilation"],
+        groups=c["groups"],
+        bias=c["bias"],
+        padding_mode=c["padding_mode"],
+        dtype=dtype,
+    )
     size = 7 if c["dims"] < 3 else 5
     x = torch.randn((2, conv.in_channels) + (size,) * c["dims"], dtype=dtype)
     return conv, x
@@ -85,7 +93,9 @@ def test_rank_one_is_the_best_weight_space_fit() -> None:
     layer = SeparableConv.from_conv(conv, rank=1)
     s = torch.linalg.svdvals(conv.weight.detach().double().permute(1, 0, 2, 3).reshape(3, 5, 9))
     assert layer.energy == pytest.approx(float((s[:, 0] ** 2).sum() / (s**2).sum()))
-    rebuilt = torch.einsum("oi,ikl->oikl", layer.conv_pw.weight[:, :, 0, 0].double(), layer.conv_dw.weight[:, 0].double())
+    rebuilt = torch.einsum(
+        "oi,ikl->oikl", layer.conv_pw.weight[:, :, 0, 0].double(), layer.conv_dw.weight[:, 0].double()
+    )
     err = (rebuilt - conv.weight.double()).pow(2).sum()
     assert float(err) == pytest.approx(float((s[:, 1:] ** 2).sum()), rel=1e-6)
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 
 import convaudit
-from convaudit.errors import UsageError
 from convaudit.conversion.planning import plan_conversion, predicted_cost
+from convaudit.errors import UsageError
 
 
 class Three(nn.Module):

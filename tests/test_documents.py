@@ -40,7 +40,9 @@ def test_graph_section() -> None:
 
 def test_timing_section() -> None:
     fields = section("timing")
-    assert {f.name for f in dataclasses.fields(records.Timing)} | {f.name for f in dataclasses.fields(records.LayerTiming)} == fields
+    assert {f.name for f in dataclasses.fields(records.Timing)} | {
+        f.name for f in dataclasses.fields(records.LayerTiming)
+    } == fields
 
 
 def test_schema_version_is_documented() -> None:
@@ -55,7 +57,12 @@ def test_records_and_renderers_do_not_import_torch() -> None:
         "import sys, convaudit.records, convaudit.formats.html, convaudit.formats.markdown, convaudit.formats.text\n"
         "print('torch' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          cwd=str(Path(__file__).resolve().parents[1]))  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

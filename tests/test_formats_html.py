@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import convaudit
+from convaudit.documents.records import Analysis, CrossCheck, GraphNode, GraphView
 from convaudit.formats import html as html_format
 from convaudit.formats.html import SOURCE_TEMPLATES, render_html, script_json, template_root
-from convaudit.documents.records import Analysis, CrossCheck, GraphNode, GraphView
 from tests.fixtures.models import EvilNames, OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +34,20 @@ def big_graph(base: Analysis, n: int, truncated: bool = False) -> Analysis:
     """``base`` with a synthetic chain of ``n`` graph nodes (every third one a conv, residual skips)."""
     convs = [layer.name for layer in base.layers]
     nodes = tuple(
-        GraphNode(id=f"n{i}", op="call_module" if i % 3 == 1 else "call_function", label=f"op{i}",
-                  macs=1000 * (i % 97) if i % 3 == 1 else 0, conv=convs[i % len(convs)] if i % 3 == 1 else None,
-                  depth=i - i // 5, lane=1 if i % 5 == 4 else 0)
+        GraphNode(
+            id=f"n{i}",
+            op="call_module" if i % 3 == 1 else "call_function",
+            label=f"op{i}",
+            macs=1000 * (i % 97) if i % 3 == 1 else 0,
+            conv=convs[i % len(convs)] if i % 3 == 1 else None,
+            depth=i - i // 5,
+            lane=1 if i % 5 == 4 else 0,
+        )
         for i in range(n)
-    )  # fmt: skip
-    edges = tuple((f"n{i}", f"n{i + 1}") for i in range(n - 1)) + tuple((f"n{i}", f"n{i + 6}") for i in range(0, n - 6, 6))
+    )
+    edges = tuple((f"n{i}", f"n{i + 1}") for i in range(n - 1)) + tuple(
+        (f"n{i}", f"n{i + 6}") for i in range(0, n - 6, 6)
+    )
     return dataclasses.replace(base, graph=GraphView(nodes=nodes, edges=edges, truncated=truncated))
 
 
@@ -63,7 +71,13 @@ def test_golden_is_scrubbed(small: Analysis, in_root: Path) -> None:
 def test_summary_names_units_and_labels_the_prediction(small: Analysis, in_root: Path) -> None:
     text = render_html(small)
     t = small.totals
-    for figure in (f"{t.params:,} params", f"{t.macs:,} MACs", "FLOPs = 2·MACs", f"{t.macs_after:,} MACs", f"{t.params_after:,} params"):
+    for figure in (
+        f"{t.params:,} params",
+        f"{t.macs:,} MACs",
+        "FLOPs = 2·MACs",
+        f"{t.macs_after:,} MACs",
+        f"{t.params_after:,} params",
+    ):
         assert figure in text
     assert "Predicted after rewrite" in text and ">prediction<" in text
     assert small.model_class in text and "1×3×32×32" in text and "traced with" in text
@@ -94,7 +108,9 @@ def test_optional_parts(small: Analysis, in_root: Path, change: dict, expected: 
 
 
 def test_skipped_cross_check_gives_the_reason(evil: Analysis) -> None:
-    skipped = CrossCheck(tool="fvcore", version="0.1.5", macs=None, conv_macs=None, skipped="no real forward at this size")
+    skipped = CrossCheck(
+        tool="fvcore", version="0.1.5", macs=None, conv_macs=None, skipped="no real forward at this size"
+    )
     assert "skipped — no real forward at this size" in render_html(dataclasses.replace(evil, cross_check=skipped))
 
 
@@ -157,7 +173,9 @@ def test_embedded_json_cannot_close_its_script(evil: Analysis) -> None:
     assert {node[1] for node in data["nodes"]} >= set(EvilNames.NAMES)
 
 
-@pytest.mark.parametrize("value", ["</script><script>alert(1)</script>", "<!--", "a & b", "\u2028\u2029", {"k": ["</"]}])
+@pytest.mark.parametrize(
+    "value", ["</script><script>alert(1)</script>", "<!--", "a & b", "\u2028\u2029", {"k": ["</"]}]
+)
 def test_script_json_roundtrips_without_markup(value: object) -> None:
     out = str(script_json(value))
     assert not set(out) & set("<>&\u2028\u2029")
@@ -171,7 +189,7 @@ def test_self_contained(small: Analysis) -> None:
     text = render_html(small)
     assert not re.search(r"""(?:src|href|action|poster|data)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//""", text, re.I)
     assert not re.search(r"@import|url\(\s*['\"]?(?:https?:)?//", text, re.I)
-    assert "<link rel=\"stylesheet\"" not in text and "fetch(" not in text and "XMLHttpRequest" not in text
+    assert '<link rel="stylesheet"' not in text and "fetch(" not in text and "XMLHttpRequest" not in text
     assert "default-src 'none'" in text  # the page itself forbids any request
     assert text.count("<style>") == 1 and "function sortBy" in text  # CSS and JS inlined
 
@@ -225,10 +243,20 @@ def run_chromium(page: Path, tmp_path: Path) -> tuple[str, str]:
     """The DOM after the page's scripts ran, and Chromium's log (console messages included)."""
     assert CHROMIUM is not None
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr", "--v=0", "--window-size=1400,1000", "--dump-dom", page.as_uri(),
-    ]  # fmt: skip
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1400,1000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout, done.stderr

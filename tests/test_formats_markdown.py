@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import convaudit
+from convaudit.documents.records import Analysis, CrossCheck
 from convaudit.formats.common import costliest
 from convaudit.formats.markdown import md, md_code, percent, render_markdown
-from convaudit.documents.records import Analysis, CrossCheck
 from tests.fixtures.models import OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,10 @@ def test_skipped_counts_by_reason(small: Analysis) -> None:
     "cross_check, expected",
     [
         (None, "**Cross-check:** not run."),
-        (CrossCheck("fvcore", "0.1.5", None, None, "no real forward at this size"), "skipped — no real forward at this size"),
+        (
+            CrossCheck("fvcore", "0.1.5", None, None, "no real forward at this size"),
+            "skipped — no real forward at this size",
+        ),
     ],
 )
 def test_cross_check_line(small: Analysis, cross_check: CrossCheck | None, expected: str) -> None:
@@ -142,7 +145,10 @@ def test_md_code(raw: str, table: bool, out: str) -> None:
     assert md_code(raw, table=table) == out
 
 
-@pytest.mark.parametrize("x, text", [(0.9997, "99.97%"), (0.5, "50.0%"), (1.0, "100.0%"), (0.0, "0.0%"), (1e-6, "<0.01%"), (0.99999, ">99.99%")])
+@pytest.mark.parametrize(
+    "x, text",
+    [(0.9997, "99.97%"), (0.5, "50.0%"), (1.0, "100.0%"), (0.0, "0.0%"), (1e-6, "<0.01%"), (0.99999, ">99.99%")],
+)
 def test_percent(x: float, text: str) -> None:
     assert percent(x) == text
 

@@ -27,7 +27,12 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
     """``python -m convaudit ARGS`` in a real process (for effects on the process: exit, cwd imports, signals)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "convaudit", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+        [sys.executable, "-m", "convaudit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
 
 
@@ -80,10 +85,8 @@ ZEN_PICKLES = {
     "GLOBAL": b"\x80\x02cthis\nZen\n)R.",
     "STACK_GLOBAL": b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x93)R.",
     "STACK_GLOBAL via memo": b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x86\x94h\x00h\x01\x93)R.",  # BINGET 0, BINGET 1
-    "STACK_GLOBAL via LONG_BINGET":
-        b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x86\x94j\x00\x00\x00\x00j\x01\x00\x00\x00\x93)R.",
-    "STACK_GLOBAL, protocol 5 framed":
-        b"\x80\x05\x95\x13\x00\x00\x00\x00\x00\x00\x00\x8c\x04this\x94\x8c\x03Zen\x94\x93)R.",
+    "STACK_GLOBAL via LONG_BINGET": b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x86\x94j\x00\x00\x00\x00j\x01\x00\x00\x00\x93)R.",
+    "STACK_GLOBAL, protocol 5 framed": b"\x80\x05\x95\x13\x00\x00\x00\x00\x00\x00\x00\x8c\x04this\x94\x8c\x03Zen\x94\x93)R.",
     "INST": b"(ithis\nZen\n.",
     "OBJ": b"(cthis\nZen\no.",
 }
@@ -305,7 +308,6 @@ def test_a_torchscript_archive_is_refused_unloaded(tmp_path: Path, capsys) -> No
     assert "TorchScript archive" in one_error_line(capsys.readouterr().err)
 
 
-
 # ---------------------------------------------------------------- generated code (names never become code)
 
 
@@ -393,7 +395,19 @@ def test_file_name_and_globs_never_become_code(tmp_path: Path, markers: Path, ca
     exclude = f'skip[x"""; {dotless_marker(markers, "exclude")}; """]'
     before = snapshot(src)
     out = tmp_path / "out"
-    argv = ["convert", str(model_py), "-o", str(out), "--rank", "full", "--include", include, "--exclude", exclude, "-q"]
+    argv = [
+        "convert",
+        str(model_py),
+        "-o",
+        str(out),
+        "--rank",
+        "full",
+        "--include",
+        include,
+        "--exclude",
+        exclude,
+        "-q",
+    ]
     assert main(argv) == EXIT_OK
     no_markers(markers)
     assert_kept(before, src)
@@ -522,7 +536,7 @@ def artifact_files(out: Path) -> list[str]:
         (".", ["report", "proj/net.pt", "-o", "proj/net.pt", "--force"], "-o proj/net.pt is the input proj/net.pt"),
         (".", ["report", "proj/net.pt", "-o", "proj", "--force"], "-o proj contains the input proj/net.pt"),
     ],
-)  # fmt: skip
+)
 def test_output_may_not_be_or_hold_an_input(
     tmp_path: Path, monkeypatch, capsys, cwd: str, argv: list, says: str
 ) -> None:
@@ -582,7 +596,7 @@ def _user_files(root: Path) -> None:
         (["convert", "M", "-o", "."], ". was not written by convaudit"),
         (["convert", "M", "-o", "notes.txt"], "notes.txt is a file"),
     ],
-)  # fmt: skip
+)
 def test_force_leaves_what_convaudit_did_not_write(tmp_path: Path, monkeypatch, capsys, argv: list, says: str) -> None:
     model = tiny_model(tmp_path)
     work = tmp_path / "work"
@@ -621,21 +635,30 @@ def test_force_replaces_convaudits_own_outputs(tmp_path: Path, monkeypatch, caps
 def test_two_writers_at_once_exactly_one_wins(tmp_path: Path) -> None:
     sync = tmp_path / "sync"
     sync.mkdir()
-    hook = IN_WRITE_ARTIFACT + f"""            (pathlib.Path({str(sync)!r}) / str(os.getpid())).touch()  # wait for both
+    hook = (
+        IN_WRITE_ARTIFACT
+        + f"""            (pathlib.Path({str(sync)!r}) / str(os.getpid())).touch()  # wait for both
             deadline = time.time() + 120
             while len(list(pathlib.Path({str(sync)!r}).iterdir())) < 2 and time.time() < deadline:
                 time.sleep(0.02)
 """
+    )
     model = tiny_model(tmp_path, hook)
     work = tmp_path / "work"
     work.mkdir()
     before = snapshot(tmp_path / "proj")
     cmd = [sys.executable, "-m", "convaudit", "convert", str(model), "-o", "out", "-q"]
     procs = {
-        seed: subprocess.Popen(cmd, cwd=work, env={**os.environ, "TINY_SEED": seed}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+        seed: subprocess.Popen(
+            cmd,
+            cwd=work,
+            env={**os.environ, "TINY_SEED": seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for seed in ("1", "2")
-    }  # fmt: skip
+    }
     done = {seed: (p.wait(timeout=300), p.stderr.read()) for seed, p in procs.items()}  # type: ignore[union-attr]
     assert len(list(sync.iterdir())) == 2  # both really were writing at the same time
     codes = sorted(code for code, _ in done.values())
@@ -696,9 +719,7 @@ def test_a_symlink_at_the_output_is_never_followed(
     assert temp_entries(tmp_path) == []
 
 
-@pytest.mark.parametrize(
-    "command,sig", [("convert", "SIGTERM"), ("convert", "SIGINT"), ("report", "SIGTERM")]
-)  # fmt: skip
+@pytest.mark.parametrize("command,sig", [("convert", "SIGTERM"), ("convert", "SIGINT"), ("report", "SIGTERM")])
 def test_a_signal_mid_run_leaves_no_temporary_files(tmp_path: Path, command: str, sig: str) -> None:
     import signal
     import time
@@ -715,8 +736,9 @@ def test_a_signal_mid_run_leaves_no_temporary_files(tmp_path: Path, command: str
     before = snapshot(tmp_path)
     args = [command, str(model), "-o", "out" if command == "convert" else "r.html"]
     args += ["--no-cross-check"] if command == "report" else []
-    proc = subprocess.Popen([sys.executable, "-m", "convaudit", *args], cwd=work, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convaudit", *args], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 240
     while not reached.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -759,7 +781,7 @@ def test_a_failed_write_is_one_clear_line(tmp_path: Path, monkeypatch, capsys, c
 
 # ---------------------------------------------------------------- the user's code is contained
 
-BUSY = '''
+BUSY = """
 import sys
 import torch
 import torch.nn as nn
@@ -781,7 +803,7 @@ class Busy(nn.Module):
 
 def example_inputs():
     return torch.randn(1, 3, 8, 8)
-'''
+"""
 
 
 def busy_file(tmp_path: Path, body: str, top: str = "") -> Path:
@@ -882,9 +904,15 @@ class BusyNet(torch.nn.Module):
 
 @pytest.mark.parametrize(
     "entry",
-    ["analyze", "analyze-hooks-path", "analyze-cross-check", "analyze-cross-check-fvcore-fails", "convert",
-     "convert-recalibrate-bn"],
-)  # fmt: skip
+    [
+        "analyze",
+        "analyze-hooks-path",
+        "analyze-cross-check",
+        "analyze-cross-check-fvcore-fails",
+        "convert",
+        "convert-recalibrate-bn",
+    ],
+)
 def test_entry_points_leave_the_model_as_found(entry: str) -> None:
     import io
 
@@ -948,7 +976,9 @@ def test_bad_models_get_one_clear_line(
 def test_fp16_model_converts_from_a_shape(tmp_path: Path, capsys) -> None:
     path = tmp_path / "fp16.py"
     path.write_text("import torch\nimport torch.nn as nn\n\n" + MODELS["fp16"])
-    assert main(["convert", str(path), "-o", str(tmp_path / "out"), "--input-shape", "1,3,16,16", "--rank", "full"]) == 0
+    assert (
+        main(["convert", str(path), "-o", str(tmp_path / "out"), "--input-shape", "1,3,16,16", "--rank", "full"]) == 0
+    )
     assert (tmp_path / "out" / "state_dict.pt").exists()
 
 
@@ -974,9 +1004,23 @@ _X = torch.randn(1, 3, 16, 16)
         lambda c: c.load_converted("/nonexistent/dir"),
         lambda c: c.load_converted(__file__),
     ],
-    ids=["negative-shape", "shape-string", "shape-overflow", "inputs-int", "kwargs-list", "not-a-module", "rule-int",
-         "rank-word", "rank-float", "rank-bool", "min-savings", "meta-weights", "artifact-missing", "artifact-file"],
-)  # fmt: skip
+    ids=[
+        "negative-shape",
+        "shape-string",
+        "shape-overflow",
+        "inputs-int",
+        "kwargs-list",
+        "not-a-module",
+        "rule-int",
+        "rank-word",
+        "rank-float",
+        "rank-bool",
+        "min-savings",
+        "meta-weights",
+        "artifact-missing",
+        "artifact-file",
+    ],
+)
 def test_api_raises_its_own_errors(call: object) -> None:
     import convaudit
     from convaudit.errors import ConvauditError

@@ -6,9 +6,9 @@ import pytest
 import torch.nn as nn
 
 import convaudit
+from convaudit.documents.records import Analysis
 from convaudit.formats import render
 from convaudit.latency.measure import MAX_INPUT_BYTES, measure
-from convaudit.documents.records import Analysis
 from tests.fixtures import nets
 
 
@@ -21,13 +21,15 @@ def test_candidates_are_timed_and_the_model_is_not_run() -> None:
     t = a.timing
     assert t.threads >= 1 and t.repeats == 10 and [x.name for x in t.layers] == ["0", "2"]
     for x, layer in zip(t.layers, a.candidates):
-        assert x.seconds > 0 and x.seconds_dw_pw > 0 and x.speedup_measured == pytest.approx(x.seconds / x.seconds_dw_pw)
+        assert (
+            x.seconds > 0 and x.seconds_dw_pw > 0 and x.speedup_measured == pytest.approx(x.seconds / x.seconds_dw_pw)
+        )
         assert x.speedup_predicted == pytest.approx(layer.macs / layer.separable.dw_pw.macs)
 
 
 def test_large_inputs_are_skipped_with_a_reason() -> None:
     a = convaudit.analyze(nets.Seed64(), input_shape=(4, 64, 2048, 2048))  # 4 GiB input
-    assert 4 * 64 * 2048 * 2048 * 4 > MAX_INPUT_BYTES
+    assert MAX_INPUT_BYTES < 4 * 64 * 2048 * 2048 * 4
     (x,) = measure(a.layers).layers
     assert x.seconds is None and "larger than" in x.skipped
 

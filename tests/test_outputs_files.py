@@ -80,12 +80,18 @@ def test_each_builtin_format_is_recognised_as_ours(small, fmt: str) -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        b"", b"\x00\xff binary", b"<!DOCTYPE html><html><head><title>mine</title></head></html>",
-        b"<html>" + b'<meta name="generator" content="convaudit">', b'{"schema_version": "1.0"}',
-        b'[{"schema_version": "1.0"}]', b"{not json", b"my notes\n\xe2\x80\x94 convaudit 0.1.0\nmore of my notes\n",
-        b"\xe2\x80\x94 convaudit\n", b"<!-- generator: somebody 1.0 -->\n",
+        b"",
+        b"\x00\xff binary",
+        b"<!DOCTYPE html><html><head><title>mine</title></head></html>",
+        b"<html>" + b'<meta name="generator" content="convaudit">',
+        b'{"schema_version": "1.0"}',
+        b'[{"schema_version": "1.0"}]',
+        b"{not json",
+        b"my notes\n\xe2\x80\x94 convaudit 0.1.0\nmore of my notes\n",
+        b"\xe2\x80\x94 convaudit\n",
+        b"<!-- generator: somebody 1.0 -->\n",
     ],
-)  # fmt: skip
+)
 def test_other_files_are_not_recognised(data: bytes) -> None:
     from convaudit.formats.signature import is_convaudit_report
 
@@ -140,8 +146,12 @@ def test_an_input_in_any_form_is_refused(tmp_path: Path) -> None:
     weights.parent.mkdir()
     weights.write_bytes(b"weights")
     os.link(weights, tmp_path / "hard.pt")
-    for out, says in [(weights, "is"), (tmp_path / "hard.pt", "is"), (tmp_path / "w", "contains"),
-                      (tmp_path, "contains")]:  # fmt: skip
+    for out, says in [
+        (weights, "is"),
+        (tmp_path / "hard.pt", "is"),
+        (tmp_path / "w", "contains"),
+        (tmp_path, "contains"),
+    ]:
         with pytest.raises(UsageError, match=f"-o {out} {says} the input {weights}"):
             check_output(out, inputs=[weights], force=True, directory=out.is_dir())
     assert check_output(tmp_path / "w" / "out", inputs=[weights, "torchvision:resnet18"], directory=True).name == "out"

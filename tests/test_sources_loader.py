@@ -31,7 +31,11 @@ def test_module_level_model() -> None:
 
 
 def test_single_class(tmp_path: Path) -> None:
-    path = write(tmp_path, "one.py", "import torch.nn as nn\nclass Net(nn.Sequential):\n    def __init__(self):\n        super().__init__(nn.Conv1d(4, 8, 3))\n")
+    path = write(
+        tmp_path,
+        "one.py",
+        "import torch.nn as nn\nclass Net(nn.Sequential):\n    def __init__(self):\n        super().__init__(nn.Conv1d(4, 8, 3))\n",
+    )
     loaded = load(str(path))
     assert loaded.entry == "Net()" and loaded.args[0].shape == (1, 4, 1024)
     assert "guessed" in loaded.notes[0]
@@ -199,12 +203,16 @@ def test_class_needing_arguments_says_so(tmp_path: Path) -> None:
     "text,where",
     [
         ("import sys\nsys.exit(3)\n", r"exit\.py:2: called sys\.exit\(3\) while loading exit\.py \(at import"),
-        ("import sys\ndef build_model():\n    sys.exit('no')\n",
-         r"exit\.py:3: called sys\.exit\('no'\) while loading exit\.py \(in build_model\(\)\)"),
-        ("import sys, torch.nn as nn\nmodel = nn.Conv2d(1, 1, 1)\ndef example_inputs():\n    sys.exit(0)\n",
-         r"called sys\.exit\(0\) while loading exit\.py \(in example_inputs\(\)\)"),
+        (
+            "import sys\ndef build_model():\n    sys.exit('no')\n",
+            r"exit\.py:3: called sys\.exit\('no'\) while loading exit\.py \(in build_model\(\)\)",
+        ),
+        (
+            "import sys, torch.nn as nn\nmodel = nn.Conv2d(1, 1, 1)\ndef example_inputs():\n    sys.exit(0)\n",
+            r"called sys\.exit\(0\) while loading exit\.py \(in example_inputs\(\)\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_sys_exit_while_loading_is_a_load_error(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ModelLoadError, match=where) as info:
         load(str(write(tmp_path, "exit.py", text)))
@@ -260,10 +268,12 @@ def test_weights_into_torchvision_and_a_whole_module(tmp_path: Path) -> None:
     [
         (lambda sd: sd.pop("2.bias"), r"1 missing \(2\.bias\)"),
         (lambda sd: sd.update(extra=torch.zeros(1), more=torch.zeros(1)), r"2 unexpected \(extra, more\)"),
-        (lambda sd: sd.update({"0.weight": torch.zeros(8, 3, 5, 5)}),
-         r"1 with another shape \(0\.weight \(8×3×5×5 in the file, 8×3×3×3 in the model\)\)"),
+        (
+            lambda sd: sd.update({"0.weight": torch.zeros(8, 3, 5, 5)}),
+            r"1 with another shape \(0\.weight \(8×3×5×5 in the file, 8×3×3×3 in the model\)\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, edit: object, pattern: str) -> None:
     state = TwoConvs().state_dict()
     edit(state)  # type: ignore[operator]
@@ -304,8 +314,8 @@ def test_weights_reach_the_records(tmp_path: Path) -> None:
     """Analysis and ConversionReport carry the weights field through to_dict/from_dict and every summary."""
     import dataclasses
 
-    from convaudit.formats import render
     from convaudit.documents.records import Analysis
+    from convaudit.formats import render
     from tests.fixtures.models import report_analysis
 
     built = "torchvision.models.x(weights=None)"

@@ -94,16 +94,30 @@ def build(name: str) -> nn.Module:
 # ---------------------------------------------------------------- "analyze() leaves the model as found"
 
 _HOOK_TABLES = (
-    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
-    "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
-)  # fmt: skip
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
 
 _GLOBAL_HOOKS = (
-    "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks",
-    "_global_forward_hooks_always_called", "_global_forward_hooks_with_kwargs",
-    "_global_module_registration_hooks", "_global_parameter_registration_hooks", "_global_buffer_registration_hooks",
-)  # fmt: skip
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+    "_global_forward_hooks_always_called",
+    "_global_forward_hooks_with_kwargs",
+    "_global_module_registration_hooks",
+    "_global_parameter_registration_hooks",
+    "_global_buffer_registration_hooks",
+)
 
 
 @dataclass
@@ -191,7 +205,9 @@ def test_analyze_leaves_model_unmutated(case: Case) -> None:
 # ---------------------------------------------------------------- oracle 1: FlopCounterMode (fake tensors)
 
 
-def _cpu_sdpa_flop(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _cpu_sdpa_flop(
+    query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     """FlopCounterMode counts the CUDA attention kernels only; the CPU kernel costs the same."""
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
@@ -233,7 +249,9 @@ def test_conv_macs_match_flop_counter(case: Case) -> None:
     )
     wrong = {n: (ours[n], theirs[n]) for n in ours if ours[n] != theirs[n]}
     assert not wrong, f"{case.name} at {case.shape}: per-conv MACs (ours, FlopCounterMode/2) differ: {_head(wrong)}"
-    wrong_calls = {layer.name: (layer.calls, calls[layer.name]) for layer in case.module_layers if layer.calls != calls[layer.name]}
+    wrong_calls = {
+        layer.name: (layer.calls, calls[layer.name]) for layer in case.module_layers if layer.calls != calls[layer.name]
+    }
     assert not wrong_calls, f"{case.name}: conv call counts (ours, actual) differ: {_head(wrong_calls)}"
 
     global_counts = counts["Global"]
@@ -243,7 +261,7 @@ def test_conv_macs_match_flop_counter(case: Case) -> None:
     )
     assert case.analysis.totals.macs == total_flops / 2, (
         f"{case.name} at {case.shape}: total MACs {case.analysis.totals.macs} != FlopCounterMode/2 {total_flops / 2} "
-        f"(by op: {({str(k): v / 2 for k, v in global_counts.items()})})"
+        f"(by op: { ({str(k): v / 2 for k, v in global_counts.items()}) })"
     )
 
 

@@ -140,10 +140,12 @@ class Case:
         return self.result
 
 
-def converted(name: str, model: nn.Module, x: torch.Tensor, **kwargs: Any) -> tuple[convaudit.Conversion | None, str | None]:
+def converted(
+    name: str, model: nn.Module, x: torch.Tensor, **kwargs: Any
+) -> tuple[convaudit.Conversion | None, str | None]:
     try:
         return convaudit.convert(model, (x,), source=f"torchvision:{name}", **kwargs), None
-    except Exception:  # noqa: BLE001 - reported by every test of the model, with the traceback
+    except Exception:
         return None, traceback.format_exc(limit=-4)
 
 
@@ -169,8 +171,10 @@ def flop_counter(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, int], int
             model(fake)
     prefix = type(model).__name__ + "."
     per_module = {
-        k.removeprefix(prefix): v.get(aten.convolution, 0) // 2 for k, v in counter.get_flop_counts().items() if k != "Global"
-    }  # fmt: skip
+        k.removeprefix(prefix): v.get(aten.convolution, 0) // 2
+        for k, v in counter.get_flop_counts().items()
+        if k != "Global"
+    }
     return per_module, counter.get_total_flops() // 2
 
 
@@ -183,22 +187,34 @@ def cost_problems(c: convaudit.Conversion, x: torch.Tensor) -> list[str]:
     for layer in r.layers:
         got, want = (layer.params_measured, layer.macs_measured), (layer.params_predicted, layer.macs_predicted)
         if got != want:
-            problems.append(f"layer {layer.name} ({layer.order}, m={layer.rank}): measured (params, MACs) {got} != predicted {want}")
+            problems.append(
+                f"layer {layer.name} ({layer.order}, m={layer.rank}): measured (params, MACs) {got} != predicted {want}"
+            )
     if (r.params_predicted, r.macs_predicted) != (plan.params_after, plan.macs_after):
-        problems.append(f"report predicted {(r.params_predicted, r.macs_predicted)} != plan {(plan.params_after, plan.macs_after)}")
+        problems.append(
+            f"report predicted {(r.params_predicted, r.macs_predicted)} != plan {(plan.params_after, plan.macs_after)}"
+        )
     if (r.params_measured, r.macs_measured) != (plan.params_after, plan.macs_after):
-        problems.append(f"report measured {(r.params_measured, r.macs_measured)} != plan predicted {(plan.params_after, plan.macs_after)}")
+        problems.append(
+            f"report measured {(r.params_measured, r.macs_measured)} != plan predicted {(plan.params_after, plan.macs_after)}"
+        )
     if (r.params_before, r.macs_before) != (plan.params_before, plan.macs_before):
-        problems.append(f"report before {(r.params_before, r.macs_before)} != plan before {(plan.params_before, plan.macs_before)}")
+        problems.append(
+            f"report before {(r.params_before, r.macs_before)} != plan before {(plan.params_before, plan.macs_before)}"
+        )
 
     again = convaudit.analyze(c.model, (x,), graph=False).totals
     if (r.params_measured, r.macs_measured) != (again.params, again.macs):
-        problems.append(f"report measured {(r.params_measured, r.macs_measured)} != analyze(converted) {(again.params, again.macs)}")
+        problems.append(
+            f"report measured {(r.params_measured, r.macs_measured)} != analyze(converted) {(again.params, again.macs)}"
+        )
 
     # oracles outside convaudit: numel() and FlopCounterMode
     numel = sum(p.numel() for p in c.model.parameters())
     if r.params_measured != numel:
-        problems.append(f"report params_measured {r.params_measured} != numel of the converted model's parameters {numel}")
+        problems.append(
+            f"report params_measured {r.params_measured} != numel of the converted model's parameters {numel}"
+        )
     per_module, total = flop_counter(c.model, x)
     if r.macs_measured != total:
         problems.append(f"report macs_measured {r.macs_measured} != FlopCounterMode total/2 {total}")
@@ -225,9 +241,13 @@ def structure_problems(c: convaudit.Conversion, model: nn.Module) -> list[str]:
         if name in layers:
             want = layers[name]
             if not isinstance(new, convaudit.SeparableConv):
-                problems.append(f"{name} is converted in the report but is a {type(new).__name__} in the converted model")
+                problems.append(
+                    f"{name} is converted in the report but is a {type(new).__name__} in the converted model"
+                )
             elif (new.order, new.multiplier) != (want.order, want.rank):
-                problems.append(f"{name}: SeparableConv({new.order}, m={new.multiplier}) but the report says ({want.order}, m={want.rank})")
+                problems.append(
+                    f"{name}: SeparableConv({new.order}, m={new.multiplier}) but the report says ({want.order}, m={want.rank})"
+                )
         elif type(new) is not type(m):
             problems.append(f"{name} was not converted but is now a {type(new).__name__} (was {type(m).__name__})")
     return problems
@@ -243,7 +263,11 @@ def output_problems(want: Any, got: Any) -> list[str]:
         for i, (w, g) in enumerate(zip(want_t, got_t))
         if g.shape != w.shape or g.dtype != w.dtype
     ]
-    return problems + [f"output {i} is not finite" for i, g in enumerate(got_t) if g.is_floating_point() and not torch.isfinite(g).all()]
+    return problems + [
+        f"output {i} is not finite"
+        for i, g in enumerate(got_t)
+        if g.is_floating_point() and not torch.isfinite(g).all()
+    ]
 
 
 # ---------------------------------------------------------------- rank 1 over the zoo
@@ -273,7 +297,9 @@ def test_costs_match_prediction_reanalysis_and_oracles(case: Case) -> None:
 def test_original_model_is_unchanged(case: Case) -> None:
     case.conversion  # noqa: B018 - fails with convert()'s error if it raised
     assert case.mutations == [], f"{case.name}: convert() changed the original model: {case.mutations}"
-    assert not any(isinstance(m, convaudit.SeparableConv) for m in case.model.modules()), f"{case.name}: the original holds SeparableConvs"
+    assert not any(isinstance(m, convaudit.SeparableConv) for m in case.model.modules()), (
+        f"{case.name}: the original holds SeparableConvs"
+    )
     again = run(case.model, case.x)
     same = all(torch.equal(a, b) for a, b in zip(tensors(case.expected)[0], tensors(again)[0]))
     assert same, f"{case.name}: the original model computes something else after convert()"
@@ -285,7 +311,9 @@ def test_every_conv_is_converted_or_skipped_with_a_reason(case: Case) -> None:
     skipped_names = [name for name, _ in c.report.skipped]
     assert len(set(converted_names)) == len(converted_names), f"{case.name}: a layer is converted twice"
     assert len(set(skipped_names)) == len(skipped_names), f"{case.name}: a layer is skipped twice"
-    assert not set(converted_names) & set(skipped_names), f"{case.name}: converted and skipped: {set(converted_names) & set(skipped_names)}"
+    assert not set(converted_names) & set(skipped_names), (
+        f"{case.name}: converted and skipped: {set(converted_names) & set(skipped_names)}"
+    )
     no_reason = [name for name, reason in c.report.skipped if not (isinstance(reason, str) and reason.strip())]
     assert not no_reason, f"{case.name}: skipped without a reason: {no_reason}"
     accounted = set(converted_names) | set(skipped_names)
@@ -345,10 +373,16 @@ def test_artifact_reloads_to_the_same_model(name: str, tmp_path: Any) -> None:
     want, got = leaves(run(c.model, x)), leaves(run(m2, x))
     # by key path, not container type: the generated forward is fx code, which returns a plain dict
     # where torchvision's segmentation models return an OrderedDict (equal as mappings)
-    assert [k for k, _ in want] == [k for k, _ in got], f"{name}: reloaded outputs {[k for k, _ in got]} vs {[k for k, _ in want]}"
+    assert [k for k, _ in want] == [k for k, _ in got], (
+        f"{name}: reloaded outputs {[k for k, _ in got]} vs {[k for k, _ in want]}"
+    )
     diffs = [float((g - w).abs().max()) if g.shape == w.shape else None for (_, w), (_, g) in zip(want, got)]
-    assert all(d == 0.0 for d in diffs), f"{name}: reloaded artifact's outputs differ from the converted model's by {diffs}"
-    assert "class ConvertedModel" in (out / "model.py").read_text(), f"{name} is traceable: model.py should be generated, not replayed"
+    assert all(d == 0.0 for d in diffs), (
+        f"{name}: reloaded artifact's outputs differ from the converted model's by {diffs}"
+    )
+    assert "class ConvertedModel" in (out / "model.py").read_text(), (
+        f"{name} is traceable: model.py should be generated, not replayed"
+    )
 
 
 # ---------------------------------------------------------------- orders and training-mode originals
@@ -369,7 +403,9 @@ def test_auto_order_on_regnet() -> None:
     expected = run(model, x)
     c = convaudit.convert(model, (x,), rank=1, order="auto")
     orders = {layer.order for layer in c.report.layers}
-    assert orders == {"dw_pw", "pw_dw"}, f"regnet_y_400mf auto: expected both orders from the seeded weights, got {orders}"
+    assert orders == {"dw_pw", "pw_dw"}, (
+        f"regnet_y_400mf auto: expected both orders from the seeded weights, got {orders}"
+    )
     by_name = {layer.name: layer for layer in c.analysis.layers}
     wrong = []
     for layer in c.report.layers:
@@ -379,7 +415,9 @@ def test_auto_order_on_regnet() -> None:
         kept = getattr(energy, layer.order)[min(layer.rank, len(getattr(energy, layer.order))) - 1]
         alternative = getattr(energy, other)[min(layer.rank, len(getattr(energy, other))) - 1]
         if kept < alternative - 1e-9:
-            wrong.append(f"{layer.name}: chose {layer.order} keeping {kept:.4f} of the energy, {other} keeps {alternative:.4f}")
+            wrong.append(
+                f"{layer.name}: chose {layer.order} keeping {kept:.4f} of the energy, {other} keeps {alternative:.4f}"
+            )
         if layer.energy is not None and abs(layer.energy - kept) > 1e-6:
             wrong.append(f"{layer.name}: report energy {layer.energy:.6f} != analysis {kept:.6f} for {layer.order}")
     problems = wrong + cost_problems(c, x) + structure_problems(c, model) + output_problems(expected, run(c.model, x))

@@ -22,13 +22,15 @@ from torch.utils._pytree import tree_map
 
 from convaudit.documents.records import CrossCheck
 
-__all__ = ["fvcore_count", "MAX_FORWARD_BYTES", "CONTRACTION_OPS"]
+__all__ = ["CONTRACTION_OPS", "MAX_FORWARD_BYTES", "fvcore_count"]
 
 #: Above this many bytes of activations (sum over all ops of one forward) no real forward is run.
 MAX_FORWARD_BYTES = 2 * 1024**3
 
 #: fvcore operator names that are tensor contractions, i.e. what our MACs count.
-CONTRACTION_OPS = frozenset({"conv", "addmm", "bmm", "einsum", "matmul", "mm", "linear", "scaled_dot_product_attention"})
+CONTRACTION_OPS = frozenset(
+    {"conv", "addmm", "bmm", "einsum", "matmul", "mm", "linear", "scaled_dot_product_attention"}
+)
 
 
 def fvcore_count(
@@ -52,7 +54,9 @@ def fvcore_count(
     try:
         copy = deepcopy(model)
     except Exception as exc:
-        return _skipped(version, f"the model cannot be copied ({_first_line(exc)}), and fvcore's forward is not run on the original")
+        return _skipped(
+            version, f"the model cannot be copied ({_first_line(exc)}), and fvcore's forward is not run on the original"
+        )
     real = tree_map(_materialize, tuple(args))
     target, prefix = copy, ""
     if kwargs:  # fvcore passes positional inputs only: bind the keyword ones in a wrapper
@@ -73,9 +77,15 @@ def fvcore_count(
     comparable = sum(int(v) for k, v in by_op.items() if k in CONTRACTION_OPS)
     conv = sum(int(by_module.get(prefix + name, 0)) for name in conv_names)
     return CrossCheck(
-        "fvcore", version, macs=total, conv_macs=conv, skipped=None, unsupported_ops=unsupported,
-        seconds=time.perf_counter() - start, macs_same_ops=comparable,
-    )  # fmt: skip
+        "fvcore",
+        version,
+        macs=total,
+        conv_macs=conv,
+        skipped=None,
+        unsupported_ops=unsupported,
+        seconds=time.perf_counter() - start,
+        macs_same_ops=comparable,
+    )
 
 
 class _BoundKwargs(nn.Module):

@@ -86,13 +86,25 @@ def analyze(
     check_model(model)
     for key, rule in (rules or {}).items():
         if rule is not None and not callable(rule):
-            raise UsageError(f"rules[{key!r}] is a {type(rule).__name__}; give a function of the call, or None to ignore it")
+            raise UsageError(
+                f"rules[{key!r}] is a {type(rule).__name__}; give a function of the call, or None to ignore it"
+            )
     # Tracing and propagation execute the model's code: whatever it does to the modules is undone after.
     with _no_cyclic_gc(), untouched(model):  # NB: a full GC over torch's heap costs more than analysing 2000 convs
         return _analyze(
-            model, example_inputs, example_kwargs, input_shape, cross_check, rules, shape_rules, leaf_types, graph,
-            separability, timing, source,
-        )  # fmt: skip
+            model,
+            example_inputs,
+            example_kwargs,
+            input_shape,
+            cross_check,
+            rules,
+            shape_rules,
+            leaf_types,
+            graph,
+            separability,
+            timing,
+            source,
+        )
 
 
 @contextlib.contextmanager
@@ -157,18 +169,25 @@ def _analyze(
         conv_names = [layer.name for layer in layers if layer.op == "module"]
         checked = fvcore_count(model, args, kwargs, conv_names, _activation_bytes(calls))
     listed = {layer.name for layer in layers}
-    uncalled = tuple(
-        name for name, m in model.named_modules() if isinstance(m, _ConvNd) and name not in listed
-    )  # fmt: skip
+    uncalled = tuple(name for name, m in model.named_modules() if isinstance(m, _ConvNd) and name not in listed)
     warnings = [] if layers or uncalled else ["the model has no convolutions: there is nothing to rewrite"]
     return Analysis(
         model=source or type(model).__name__,
         model_class=f"{type(model).__module__}.{type(model).__qualname__}",
         input_shapes=tuple(tuple(a.shape) for a in flat_tensors(args, kwargs)),
-        trace_path=path, trace_note=note, layers=tuple(layers), ops=tuple(ops), uncosted_ops=tuple(missing),
-        totals=totals, cross_check=checked, graph=view, environment=environment(), warnings=tuple(warnings),
-        uncalled_convs=uncalled, timing=measure(layers) if timing else None,
-    )  # fmt: skip
+        trace_path=path,
+        trace_note=note,
+        layers=tuple(layers),
+        ops=tuple(ops),
+        uncosted_ops=tuple(missing),
+        totals=totals,
+        cross_check=checked,
+        graph=view,
+        environment=environment(),
+        warnings=tuple(warnings),
+        uncalled_convs=uncalled,
+        timing=measure(layers) if timing else None,
+    )
 
 
 def _with_separability(model: nn.Module, layer: ConvLayer) -> ConvLayer:
@@ -199,5 +218,3 @@ def _activation_bytes(calls: list[Call]) -> int:
         if isinstance(call.out, torch.Tensor):
             total += call.out.numel() * call.out.element_size()
     return total
-
-

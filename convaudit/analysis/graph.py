@@ -7,7 +7,7 @@ import torch.fx
 
 from convaudit.documents.records import GraphNode, GraphView
 
-__all__ = ["build_graph", "graph_view", "MAX_DRAWN_NODES"]
+__all__ = ["MAX_DRAWN_NODES", "build_graph", "graph_view"]
 
 #: Above this many nodes the report draws only conv nodes and the ops between them are elided.
 MAX_DRAWN_NODES = 2500
@@ -42,7 +42,11 @@ def graph_view(g: nx.DiGraph) -> GraphView:
         d = g.nodes[node]
         lane = lanes.get(depth[node], 0)
         lanes[depth[node]] = lane + 1
-        nodes.append(GraphNode(id=node, op=d["op"], label=d["label"], macs=d["macs"], conv=d["conv"], depth=depth[node], lane=lane))
+        nodes.append(
+            GraphNode(
+                id=node, op=d["op"], label=d["label"], macs=d["macs"], conv=d["conv"], depth=depth[node], lane=lane
+            )
+        )
     return GraphView(nodes=tuple(nodes), edges=tuple((a, b) for a, b in g.edges), truncated=truncated)
 
 

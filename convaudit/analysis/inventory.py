@@ -29,13 +29,18 @@ from convaudit.analysis.rules.registry import own_forward
 from convaudit.analysis.rules.shapes import as_tuple
 from convaudit.documents.records import ConvLayer, Separable, SeparableCost
 
-__all__ = ["ConvSpec", "conv_kind", "conv_spec", "build_layer", "is_conv_call", "STANDARD_CONV_TYPES"]
+__all__ = ["STANDARD_CONV_TYPES", "ConvSpec", "build_layer", "conv_kind", "conv_spec", "is_conv_call"]
 
 Shape = tuple[int, ...]
 
 STANDARD_CONV_TYPES: tuple[type, ...] = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-)  # fmt: skip
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 
 
 @dataclass(frozen=True)
@@ -100,11 +105,20 @@ def conv_spec(call: Call) -> ConvSpec:
         padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
         return ConvSpec(
             type=f"{type(m).__module__}.{type(m).__qualname__}".replace("torch.nn.modules.conv.", "torch.nn."),
-            op="module", in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=tuple(m.kernel_size),
-            stride=tuple(m.stride), padding=padding, dilation=tuple(m.dilation), groups=m.groups,
-            bias=m.bias is not None, padding_mode=m.padding_mode, transposed=m.transposed, custom=custom,
+            op="module",
+            in_channels=m.in_channels,
+            out_channels=m.out_channels,
+            kernel_size=tuple(m.kernel_size),
+            stride=tuple(m.stride),
+            padding=padding,
+            dilation=tuple(m.dilation),
+            groups=m.groups,
+            bias=m.bias is not None,
+            padding_mode=m.padding_mode,
+            transposed=m.transposed,
+            custom=custom,
             params=sum(p.numel() for p in m.parameters(recurse=False)),
-        )  # fmt: skip
+        )
     a = functional_conv_args(call.target, call.args, call.kwargs)
     w = tuple(a["weight"].shape)
     nd = len(w) - 2
@@ -116,14 +130,27 @@ def conv_spec(call: Call) -> ConvSpec:
     bias = a["bias"] is not None
     params = (a["weight"].numel() + (a["bias"].numel() if bias else 0)) if from_param else 0
     return ConvSpec(
-        type=f"torch.nn.functional.{getattr(call.target, '__name__', 'conv')}", op="functional", in_channels=c_in,
-        out_channels=c_out, kernel_size=w[2:], stride=as_tuple(a["stride"], nd), padding=padding,
-        dilation=as_tuple(a["dilation"], nd), groups=g, bias=bias, padding_mode="zeros", transposed=transposed,
-        custom=False, weight_is_parameter=from_param, params=params,
-    )  # fmt: skip
+        type=f"torch.nn.functional.{getattr(call.target, '__name__', 'conv')}",
+        op="functional",
+        in_channels=c_in,
+        out_channels=c_out,
+        kernel_size=w[2:],
+        stride=as_tuple(a["stride"], nd),
+        padding=padding,
+        dilation=as_tuple(a["dilation"], nd),
+        groups=g,
+        bias=bias,
+        padding_mode="zeros",
+        transposed=transposed,
+        custom=False,
+        weight_is_parameter=from_param,
+        params=params,
+    )
 
 
-def build_layer(name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], dtype: torch.dtype, source: str | None) -> ConvLayer:
+def build_layer(
+    name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], dtype: torch.dtype, source: str | None
+) -> ConvLayer:
     """One ConvLayer from a spec and its calls (input shape, output shape, MACs of each call)."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     kind = conv_kind(spec)
@@ -132,7 +159,9 @@ def build_layer(name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]]
     separable = None
     reason = _REASONS.get(kind)
     if kind == "custom":
-        reason = f"custom subclass with its own forward ({spec.type.rsplit('.', 1)[-1]}): not rewritten from .weight alone"
+        reason = (
+            f"custom subclass with its own forward ({spec.type.rsplit('.', 1)[-1]}): not rewritten from .weight alone"
+        )
     elif not spec.weight_is_parameter and reason is None:
         reason = "weight is computed in forward, not a parameter: cannot be rewritten"
     if reason is None:
@@ -142,15 +171,36 @@ def build_layer(name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]]
             separable = None
     first_in, first_out = calls[0][0], calls[0][1]
     return ConvLayer(
-        name=name, op=spec.op, type=spec.type, kind=kind, candidate=reason is None, skip_reason=reason, source=source,
-        dims=len(spec.kernel_size), in_channels=spec.in_channels, out_channels=spec.out_channels,
-        input_shape=first_in, output_shape=first_out, kernel_size=spec.kernel_size, stride=spec.stride,
-        padding=spec.padding, dilation=spec.dilation, groups=spec.groups, bias=spec.bias,
-        padding_mode=spec.padding_mode, dtype=str(dtype).replace("torch.", ""), calls=len(calls), params=spec.params,
-        macs=macs, flops=2 * macs, bytes=moved, arithmetic_intensity=(2 * macs / moved) if moved else 0.0,
-        separable=separable, input_pixels=sum(_pixels(i, len(spec.kernel_size)) for i, _, _ in calls),
+        name=name,
+        op=spec.op,
+        type=spec.type,
+        kind=kind,
+        candidate=reason is None,
+        skip_reason=reason,
+        source=source,
+        dims=len(spec.kernel_size),
+        in_channels=spec.in_channels,
+        out_channels=spec.out_channels,
+        input_shape=first_in,
+        output_shape=first_out,
+        kernel_size=spec.kernel_size,
+        stride=spec.stride,
+        padding=spec.padding,
+        dilation=spec.dilation,
+        groups=spec.groups,
+        bias=spec.bias,
+        padding_mode=spec.padding_mode,
+        dtype=str(dtype).replace("torch.", ""),
+        calls=len(calls),
+        params=spec.params,
+        macs=macs,
+        flops=2 * macs,
+        bytes=moved,
+        arithmetic_intensity=(2 * macs / moved) if moved else 0.0,
+        separable=separable,
+        input_pixels=sum(_pixels(i, len(spec.kernel_size)) for i, _, _ in calls),
         output_pixels=sum(_pixels(o, len(spec.kernel_size)) for _, o, _ in calls),
-    )  # fmt: skip
+    )
 
 
 def _pixels(shape: Shape, nd: int) -> int:
@@ -172,23 +222,35 @@ def _separable(spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: 
 
     def total(order: str, m: int) -> SeparableCost:
         figs: list[SeparableFigures] = [
-            dw_pw_cost(i, o, ci, co, g, k, m, b, itemsize) if order == "dw_pw" else pw_dw_cost(i, o, ci, co, g, k, b, itemsize)
+            dw_pw_cost(i, o, ci, co, g, k, m, b, itemsize)
+            if order == "dw_pw"
+            else pw_dw_cost(i, o, ci, co, g, k, b, itemsize)
             for i, o, _ in calls
         ]
         first = figs[0]
         dw_macs, pw_macs = sum(f.dw_macs for f in figs), sum(f.pw_macs for f in figs)
         return SeparableCost(
-            order=order, multiplier=m, params=first.params, macs=dw_macs + pw_macs, bytes=sum(f.bytes for f in figs),
-            dw_params=first.dw_params, pw_params=first.pw_params, dw_macs=dw_macs, pw_macs=pw_macs,
+            order=order,
+            multiplier=m,
+            params=first.params,
+            macs=dw_macs + pw_macs,
+            bytes=sum(f.bytes for f in figs),
+            dw_params=first.dw_params,
+            pw_params=first.pw_params,
+            dw_macs=dw_macs,
+            pw_macs=pw_macs,
             params_ratio=first.params / spec.params if spec.params else 0.0,
             macs_ratio=(dw_macs + pw_macs) / macs if macs else 0.0,
             formula=_DW_PW_FORMULA if order == "dw_pw" else _PW_DW_FORMULA,
-        )  # fmt: skip
+        )
 
-    return Separable(dw_pw=total("dw_pw", 1), pw_dw=total("pw_dw", 1), dw_pw_exact=total("dw_pw", exact_multiplier(ci, co, g, k)))
+    return Separable(
+        dw_pw=total("dw_pw", 1), pw_dw=total("pw_dw", 1), dw_pw_exact=total("dw_pw", exact_multiplier(ci, co, g, k))
+    )
 
 
 def call_macs(spec: ConvSpec, in_shape: Shape, out_shape: Shape) -> int:
     """MACs of one call of a (non-custom) conv."""
-    return conv_macs(out_shape, in_shape, spec.in_channels, spec.out_channels, spec.groups, spec.kernel_size, spec.transposed)
-
+    return conv_macs(
+        out_shape, in_shape, spec.in_channels, spec.out_channels, spec.groups, spec.kernel_size, spec.transposed
+    )

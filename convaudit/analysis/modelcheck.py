@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from convaudit.errors import ModelLoadError, UsageError
 
-__all__ = ["check_model", "floating_dtype", "MAX_NUMEL"]
+__all__ = ["MAX_NUMEL", "check_model", "floating_dtype"]
 
 
 def check_model(model: object, *, need_data: bool = False) -> None:
@@ -54,5 +54,3 @@ def _check_acyclic(model: nn.Module) -> None:
         for child_name, child in m._modules.items():
             if child is not None:
                 stack.append((f"{name}.{child_name}" if name else child_name, child, False))
-
-

@@ -29,7 +29,7 @@ from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
 from convaudit.analysis.tracing import Traced
 from convaudit.errors import ShapeError, TraceError
 
-__all__ = ["Call", "AtenOp", "FakeContext", "SHAPE_RULES", "ShapeMismatch", "propagate_fx", "propagate_hooks"]
+__all__ = ["SHAPE_RULES", "AtenOp", "Call", "FakeContext", "ShapeMismatch", "propagate_fx", "propagate_hooks"]
 
 Shape = tuple[int, ...]
 
@@ -238,7 +238,11 @@ def _result_dtype(args: tuple) -> torch.dtype:
 
 
 def _where(call: Call, node: torch.fx.Node | None) -> str:
-    kind = type(call.target).__name__ if isinstance(call.target, nn.Module) else getattr(call.target, "__name__", str(call.target))
+    kind = (
+        type(call.target).__name__
+        if isinstance(call.target, nn.Module)
+        else getattr(call.target, "__name__", str(call.target))
+    )
     shapes = ", ".join(str(tuple(a.shape)) for a in call.args if isinstance(a, torch.Tensor))
     inside = f" inside '{call.owner}'" if call.owner and call.owner != call.name else ""
     return f"shapes stop matching at '{call.name}' ({kind}{inside}; input {shapes or 'non-tensor'}): "
@@ -257,11 +261,15 @@ def _bind_placeholders(traced: Traced, args: tuple, kwargs: Mapping[str, Any]) -
     bound: dict[str, Any] = {}
     positional = [n for n in names if not n.startswith("*")]
     if len(args) > len(positional):
-        raise ShapeError(f"the model's forward takes {len(positional)} inputs, {len(args)} were given; check --input-shape / example_inputs()")
+        raise ShapeError(
+            f"the model's forward takes {len(positional)} inputs, {len(args)} were given; check --input-shape / example_inputs()"
+        )
     bound.update(zip(positional, args))
     for key, value in kwargs.items():
         if key not in names:
-            raise ShapeError(f"the model's forward has no input named '{key}' (it takes {', '.join(positional)}); check example_inputs()")
+            raise ShapeError(
+                f"the model's forward has no input named '{key}' (it takes {', '.join(positional)}); check example_inputs()"
+            )
         bound[key] = value
     return bound
 
@@ -269,7 +277,9 @@ def _bind_placeholders(traced: Traced, args: tuple, kwargs: Mapping[str, Any]) -
 def _placeholder_default(node: torch.fx.Node) -> Any:
     if node.args:
         return node.args[0]
-    raise ShapeError(f"no example value for the model input '{node.target}'; pass it in example_inputs() or with --input-shape")
+    raise ShapeError(
+        f"no example value for the model input '{node.target}'; pass it in example_inputs() or with --input-shape"
+    )
 
 
 # ---------------------------------------------------------------- hook fallback

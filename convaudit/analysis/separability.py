@@ -10,7 +10,7 @@ import torch.nn as nn
 from convaudit.analysis.rules.costs import exact_multiplier
 from convaudit.documents.records import ConvLayer, Separability
 
-__all__ = ["separability", "weight_of", "per_input_channel", "singular_values"]
+__all__ = ["per_input_channel", "separability", "singular_values", "weight_of"]
 
 
 def weight_of(model: nn.Module, layer: ConvLayer) -> torch.Tensor | None:
@@ -36,8 +36,12 @@ def separability(weight: torch.Tensor, groups: int) -> Separability:
     per_in = per_input_channel(w, groups)
     per_out = w.reshape(c_out, c_in_g, math.prod(w.shape[2:]))
     return Separability(
-        dw_pw=_cumulative(singular_values(per_in), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "dw_pw")),
-        pw_dw=_cumulative(singular_values(per_out), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "pw_dw")),
+        dw_pw=_cumulative(
+            singular_values(per_in), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "dw_pw")
+        ),
+        pw_dw=_cumulative(
+            singular_values(per_out), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "pw_dw")
+        ),
     )
 
 

@@ -15,7 +15,7 @@ from convaudit.analysis.rules.costs import CATEGORY, MAC_RULES, OpCall
 from convaudit.analysis.rules.registry import MISSING
 from convaudit.documents.records import ConvLayer, OpSummary, Totals
 
-__all__ = ["conv_layers", "layer_name", "call_cost", "op_summaries", "model_totals", "uncosted"]
+__all__ = ["call_cost", "conv_layers", "layer_name", "model_totals", "op_summaries", "uncosted"]
 
 Shape = tuple[int, ...]
 
@@ -60,7 +60,9 @@ def layer_name(call: Call) -> str:
     if call.node_op == "call_module":
         return call.name
     if call.weight_target:
-        return call.weight_target.removesuffix(".weight") if call.weight_target.endswith(".weight") else call.weight_target
+        return (
+            call.weight_target.removesuffix(".weight") if call.weight_target.endswith(".weight") else call.weight_target
+        )
     return call.name
 
 
@@ -142,8 +144,17 @@ def model_totals(params: int, macs: int, layers: list[ConvLayer]) -> Totals:
     params_after = params - cand_params + sum(layer.separable.dw_pw.params for layer in cands)  # type: ignore[union-attr]
     macs_after = macs - cand_macs + sum(layer.separable.dw_pw.macs for layer in cands)  # type: ignore[union-attr]
     return Totals(
-        params=params, macs=macs, flops=2 * macs, conv_params=conv_params, conv_macs=conv_macs,
-        conv_macs_share=conv_macs / macs if macs else 0.0, candidates=len(cands), candidate_params=cand_params,
-        candidate_macs=cand_macs, params_after=params_after, macs_after=macs_after,
-        params_after_ratio=params_after / params if params else 1.0, macs_after_ratio=macs_after / macs if macs else 1.0,
-    )  # fmt: skip
+        params=params,
+        macs=macs,
+        flops=2 * macs,
+        conv_params=conv_params,
+        conv_macs=conv_macs,
+        conv_macs_share=conv_macs / macs if macs else 0.0,
+        candidates=len(cands),
+        candidate_params=cand_params,
+        candidate_macs=cand_macs,
+        params_after=params_after,
+        macs_after=macs_after,
+        params_after_ratio=params_after / params if params else 1.0,
+        macs_after_ratio=macs_after / macs if macs else 1.0,
+    )

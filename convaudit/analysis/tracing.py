@@ -19,7 +19,7 @@ import torch.fx
 import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
-__all__ = ["Traced", "ConvTracer", "trace"]
+__all__ = ["ConvTracer", "Traced", "trace"]
 
 
 class ConvTracer(torch.fx.Tracer):

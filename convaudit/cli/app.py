@@ -21,7 +21,7 @@ from convaudit import __version__
 from convaudit.errors import EXIT_FAILURE, EXIT_OK, ConvauditError, UsageError
 from convaudit.outputs.files import Terminated, signals_as_exceptions
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,14 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="analyse a model and write a report (HTML by default)")
     report.add_argument("source", help="model.py, a checkpoint (.pt/.pth) holding a module, or torchvision:NAME")
     report.add_argument("-o", "--output", help="output file (default report.<format>; '-' for stdout)")
-    report.add_argument("--format", choices=["html", "json", "text", "markdown"], help="default: from -o's suffix, else html")
+    report.add_argument(
+        "--format", choices=["html", "json", "text", "markdown"], help="default: from -o's suffix, else html"
+    )
     report.add_argument("--entry", help="name of the function, class or module in model.py to analyse")
     _weights_options(report)
     report.add_argument(
-        "--input-shape", action="append", default=[], metavar="SHAPE",
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="SHAPE",
         help="input shape like 1,3,224,224; repeat for several inputs (overrides example_inputs())",
-    )  # fmt: skip
-    report.add_argument("--no-cross-check", action="store_true", help="skip fvcore's independent count (a real forward)")
+    )
+    report.add_argument(
+        "--no-cross-check", action="store_true", help="skip fvcore's independent count (a real forward)"
+    )
     report.add_argument(
         "--time", action="store_true", help="measure each candidate and its depthwise→pointwise form on this machine"
     )
@@ -56,19 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("-o", "--output", default="converted", help="output directory (default: converted)")
     conv.add_argument("--entry", help="name of the function, class or module in model.py to convert")
     _weights_options(conv)
-    conv.add_argument("--input-shape", action="append", default=[], metavar="SHAPE", help="example input shape, repeatable")
+    conv.add_argument(
+        "--input-shape", action="append", default=[], metavar="SHAPE", help="example input shape, repeatable"
+    )
     conv.add_argument("--rank", help="channel multiplier m for every chosen layer, or 'full' (exact); default 1")
     conv.add_argument("--order", default="dw_pw", choices=["dw_pw", "pw_dw", "auto"], help="default dw_pw")
     conv.add_argument("--init", default="svd", choices=["svd", "calibrated", "random"], help="default svd")
     conv.add_argument("--style", choices=["mobilenet"], help="BN+ReLU between the parts (with --init random only)")
     conv.add_argument("--sequential", action="store_true", help="calibrate each layer on the model converted so far")
     conv.add_argument(
-        "--recalibrate-bn", action="store_true", help="re-estimate BatchNorm statistics on calibration_inputs() after the rewrite"
+        "--recalibrate-bn",
+        action="store_true",
+        help="re-estimate BatchNorm statistics on calibration_inputs() after the rewrite",
     )
     conv.add_argument("--include", action="append", default=[], metavar="GLOB", help="convert only matching layers")
     conv.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching layers alone")
-    conv.add_argument("--min-savings", type=float, default=0.0, metavar="SHARE", help="skip layers saving less (e.g. 0.5)")
-    conv.add_argument("--energy", type=float, metavar="SHARE", help="per layer, the smallest m keeping this weight energy")
+    conv.add_argument(
+        "--min-savings", type=float, default=0.0, metavar="SHARE", help="skip layers saving less (e.g. 0.5)"
+    )
+    conv.add_argument(
+        "--energy", type=float, metavar="SHARE", help="per layer, the smallest m keeping this weight energy"
+    )
     conv.add_argument("--target-macs", type=float, metavar="SHARE", help="whole-model MAC budget as a share of today's")
     conv.add_argument("--exact", action="store_true", help="fail (exit 1) if any layer's relative error exceeds 1e-4")
     conv.add_argument("--force", action="store_true", help="replace an existing output directory")
@@ -80,13 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _weights_options(parser: argparse.ArgumentParser) -> None:
     """--weights and --trust, the same for report and convert."""
     parser.add_argument(
-        "--weights", metavar="STATE_DICT",
+        "--weights",
+        metavar="STATE_DICT",
         help="load this state_dict (torch.save file, read weights_only) into the model; any source",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--trust", action="append", default=[], metavar="MODULE",
+        "--trust",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="let a checkpoint use MODULE's nn.Module classes; this runs that module's import (repeatable)",
-    )  # fmt: skip
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"convaudit: internal error: {type(exc).__name__}: {first} (rerun with --debug and report it)", file=sys.stderr)
+        print(
+            f"convaudit: internal error: {type(exc).__name__}: {first} (rerun with --debug and report it)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 
@@ -163,19 +185,30 @@ def _report(args: argparse.Namespace) -> int:
     from convaudit.outputs.files import check_output, write_atomic
     from convaudit.sources import load, parse_shape
 
-    fmt = args.format or (SUFFIXES.get(Path(args.output).suffix.lower()) if args.output and args.output != "-" else None) or "html"
+    fmt = (
+        args.format
+        or (SUFFIXES.get(Path(args.output).suffix.lower()) if args.output and args.output != "-" else None)
+        or "html"
+    )
     if args.output and args.output != "-" and args.format and Path(args.output).suffix.lower() in SUFFIXES:
         if SUFFIXES[Path(args.output).suffix.lower()] != fmt:
-            raise UsageError(f"-o {args.output} looks like {SUFFIXES[Path(args.output).suffix.lower()]}, but --format is {fmt}")
+            raise UsageError(
+                f"-o {args.output} looks like {SUFFIXES[Path(args.output).suffix.lower()]}, but --format is {fmt}"
+            )
     output = args.output or f"report.{ {'markdown': 'md', 'text': 'txt'}.get(fmt, fmt) }"
     if output != "-":
         check_output(output, inputs=_input_paths(args), force=args.force)  # before the work, not after it
     shapes = [parse_shape(s) for s in args.input_shape]
     loaded = load(args.source, entry=args.entry, input_shapes=shapes, weights=args.weights, trust=args.trust)
     analysis = analyze(
-        loaded.model, loaded.args, loaded.kwargs, cross_check=not args.no_cross_check, separability=True,
-        timing=args.time, source=loaded.source,
-    )  # fmt: skip
+        loaded.model,
+        loaded.args,
+        loaded.kwargs,
+        cross_check=not args.no_cross_check,
+        separability=True,
+        timing=args.time,
+        source=loaded.source,
+    )
     analysis = dataclasses.replace(analysis, weights=loaded.weights, weights_source=loaded.weights_source)
     if loaded.notes:
         from dataclasses import replace
@@ -192,19 +225,16 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-
-
-
 def _convert(args: argparse.Namespace) -> int:
-    from convaudit.conversion.artifact.writer import ARTIFACT_FILES, write_artifact
     from convaudit.conversion import convert
-    from convaudit.sources.inputs import materialize
+    from convaudit.conversion.artifact.writer import ARTIFACT_FILES, write_artifact
     from convaudit.formats.conversion import (
         render_conversion_html,
         render_conversion_text,
     )
     from convaudit.outputs.files import check_output
     from convaudit.sources import load, parse_shape
+    from convaudit.sources.inputs import materialize
 
     # before the work, not after it
     check_output(args.output, inputs=_input_paths(args), force=args.force, directory=True, files=ARTIFACT_FILES)
@@ -227,17 +257,38 @@ def _convert(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} needs calibration_inputs() in {args.source} (an iterable of input batches)")
         calibration = list(fn())
     result = convert(
-        loaded.model, loaded.args, loaded.kwargs, rank=rank, order=args.order, init=args.init, calibration=calibration,
-        sequential=args.sequential, recalibrate_bn=args.recalibrate_bn, style=args.style, include=args.include, exclude=args.exclude,
-        min_savings=args.min_savings, energy=args.energy, target_macs=args.target_macs, exact=args.exact,
+        loaded.model,
+        loaded.args,
+        loaded.kwargs,
+        rank=rank,
+        order=args.order,
+        init=args.init,
+        calibration=calibration,
+        sequential=args.sequential,
+        recalibrate_bn=args.recalibrate_bn,
+        style=args.style,
+        include=args.include,
+        exclude=args.exclude,
+        min_savings=args.min_savings,
+        energy=args.energy,
+        target_macs=args.target_macs,
+        exact=args.exact,
         source=loaded.source,
-    )  # fmt: skip
+    )
     example = (materialize(loaded.args), materialize(loaded.kwargs))
     report = dataclasses.replace(result.report, weights=loaded.weights, weights_source=loaded.weights_source)
     out = write_artifact(
-        args.output, result.model, report, result.plan, example, source=loaded.source,
-        entry=args.entry, html=render_conversion_html(report), force=args.force, inputs=_input_paths(args),
-    )  # fmt: skip
+        args.output,
+        result.model,
+        report,
+        result.plan,
+        example,
+        source=loaded.source,
+        entry=args.entry,
+        html=render_conversion_html(report),
+        force=args.force,
+        inputs=_input_paths(args),
+    )
     if not args.quiet:
         print(render_conversion_text(report))
         print(f"wrote {out}/ (model.py, state_dict.pt, conversion.json, conversion.html)")

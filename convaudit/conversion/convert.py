@@ -38,7 +38,7 @@ from convaudit.documents.records import Analysis, ConversionReport, ConvertedLay
 from convaudit.errors import ConvauditError, UsageError
 from convaudit.sources.inputs import materialize, normalize_inputs, split_inputs
 
-__all__ = ["convert", "Conversion", "VerificationError", "EXACT_TOLERANCE"]
+__all__ = ["EXACT_TOLERANCE", "Conversion", "VerificationError", "convert"]
 
 #: ``--exact`` fails when a layer's relative error exceeds this.
 EXACT_TOLERANCE = 1e-4
@@ -112,9 +112,15 @@ def convert(
     by_energy = energy is not None or target_macs is not None or order == "auto"
     before = analyze(model, real_args, real_kwargs, graph=False, separability=by_energy, source=source)
     plan = plan_conversion(
-        before, rank=rank, order=order, include=include, exclude=exclude, min_savings=min_savings,
-        energy=energy, target_macs=target_macs,
-    )  # fmt: skip
+        before,
+        rank=rank,
+        order=order,
+        include=include,
+        exclude=exclude,
+        min_savings=min_savings,
+        energy=energy,
+        target_macs=target_macs,
+    )
     if style == "mobilenet":
         plan = with_mobilenet_norms(plan, before)
     batches = [_as_batch(b) for b in calibration] if calibration is not None else None
@@ -124,25 +130,47 @@ def convert(
 
     def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
         use = init if (init != "calibrated" or inputs) else "svd"
-        return SeparableConv.from_conv(conv, rank=choice.rank, order=choice.order, init=use, calibration=inputs, style=style)
+        return SeparableConv.from_conv(
+            conv, rank=choice.rank, order=choice.order, init=use, calibration=inputs, style=style
+        )
 
     converted, replaced = rewrite(
-        model, plan.choices, factory, inplace=inplace, calibration=batches if init == "calibrated" else None,
+        model,
+        plan.choices,
+        factory,
+        inplace=inplace,
+        calibration=batches if init == "calibrated" else None,
         sequential=sequential,
-    )  # fmt: skip
+    )
     if recalibrate_bn and batches:
         recalibrate_batchnorm(converted, batches)
     settings = {
-        "rank": rank, "order": order, "init": init, "sequential": sequential, "recalibrate_bn": recalibrate_bn,
-        "style": style, "include": list(include), "exclude": list(exclude), "min_savings": min_savings,
-        "energy": energy, "target_macs": target_macs,
-    }  # fmt: skip
+        "rank": rank,
+        "order": order,
+        "init": init,
+        "sequential": sequential,
+        "recalibrate_bn": recalibrate_bn,
+        "style": style,
+        "include": list(include),
+        "exclude": list(exclude),
+        "min_savings": min_savings,
+        "energy": energy,
+        "target_macs": target_macs,
+    }
     report = _verify(reference, converted, replaced, before, plan, real_args, real_kwargs, init, source, settings)
     if exact:
-        bad = [layer for layer in report.layers if layer.relative_error is not None and layer.relative_error > EXACT_TOLERANCE]
+        bad = [
+            layer
+            for layer in report.layers
+            if layer.relative_error is not None and layer.relative_error > EXACT_TOLERANCE
+        ]
         if bad or (report.output_error or 0.0) > EXACT_TOLERANCE:
             worst = max(bad, key=lambda layer: layer.relative_error or 0.0) if bad else None
-            where = f"layer '{worst.name}' has relative error {worst.relative_error:.2e}" if worst else f"the output error is {report.output_error:.2e}"
+            where = (
+                f"layer '{worst.name}' has relative error {worst.relative_error:.2e}"
+                if worst
+                else f"the output error is {report.output_error:.2e}"
+            )
             raise VerificationError(f"--exact: {where} > {EXACT_TOLERANCE:g}; use --rank full for an exact rewrite")
     return Conversion(converted, report, plan, before)
 
@@ -196,16 +224,26 @@ def _verify(
             note = (note + "; " if note else "") + "functional conv: its error shows in the final output only"
         layers.append(
             ConvertedLayer(
-                name=choice.name, order=choice.order, rank=choice.rank, exact_rank=choice.exact_rank,
+                name=choice.name,
+                order=choice.order,
+                rank=choice.rank,
+                exact_rank=choice.exact_rank,
                 init=init if (init != "calibrated" or choice.name in layer_errors) else "svd",
-                energy=replaced[choice.name].energy, params_before=choice.params_before, macs_before=choice.macs_before,
-                params_predicted=choice.params_after, macs_predicted=choice.macs_after, params_measured=params_m,
-                macs_measured=macs_m, relative_error=layer_errors.get(choice.name), note=note,
-            )  # fmt: skip
+                energy=replaced[choice.name].energy,
+                params_before=choice.params_before,
+                macs_before=choice.macs_before,
+                params_predicted=choice.params_after,
+                macs_predicted=choice.macs_after,
+                params_measured=params_m,
+                macs_measured=macs_m,
+                relative_error=layer_errors.get(choice.name),
+                note=note,
+            )
         )
     costs_match = after.totals.params == plan.params_after and after.totals.macs == plan.macs_after
     costs_match = costs_match and all(
-        (layer.params_measured, layer.macs_measured) == (layer.params_predicted, layer.macs_predicted) for layer in layers
+        (layer.params_measured, layer.macs_measured) == (layer.params_predicted, layer.macs_predicted)
+        for layer in layers
     )
     notes = list(plan.notes)
     if settings.get("sequential"):
@@ -216,12 +254,21 @@ def _verify(
     if not costs_match:
         notes.append("measured costs differ from the predicted ones: please report this as a bug")
     return ConversionReport(
-        model=source or before.model_class.rsplit(".", 1)[-1], settings=settings, layers=tuple(layers), skipped=plan.skipped,
-        params_before=before.totals.params, macs_before=before.totals.macs, params_predicted=plan.params_after,
-        macs_predicted=plan.macs_after, params_measured=after.totals.params, macs_measured=after.totals.macs,
-        output_error=_output_error(got, reference.output), costs_match=costs_match, notes=tuple(notes),
+        model=source or before.model_class.rsplit(".", 1)[-1],
+        settings=settings,
+        layers=tuple(layers),
+        skipped=plan.skipped,
+        params_before=before.totals.params,
+        macs_before=before.totals.macs,
+        params_predicted=plan.params_after,
+        macs_predicted=plan.macs_after,
+        params_measured=after.totals.params,
+        macs_measured=after.totals.macs,
+        output_error=_output_error(got, reference.output),
+        costs_match=costs_match,
+        notes=tuple(notes),
         environment=environment(),
-    )  # fmt: skip
+    )
 
 
 def _extra_params(layer: SeparableConv) -> int:
@@ -256,7 +303,9 @@ def _output_error(got: Any, expected: Any) -> float | None:
     if not pairs or len(g_flat) != len(e_flat):
         return None
     if any(g.shape != e.shape for g, e in pairs):
-        raise VerificationError(f"output shapes changed: {[tuple(g.shape) for g, _ in pairs]} vs {[tuple(e.shape) for _, e in pairs]}")
+        raise VerificationError(
+            f"output shapes changed: {[tuple(g.shape) for g, _ in pairs]} vs {[tuple(e.shape) for _, e in pairs]}"
+        )
     return max(_rel_error(g, e) for g, e in pairs if g.is_floating_point())
 
 

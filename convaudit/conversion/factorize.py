@@ -22,7 +22,7 @@ import torch
 
 from convaudit.analysis.separability import per_input_channel
 
-__all__ = ["thin_svd", "Factors", "dw_pw_factors", "pw_dw_factors", "energy", "patch_covariance"]
+__all__ = ["Factors", "dw_pw_factors", "energy", "patch_covariance", "pw_dw_factors", "thin_svd"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,15 @@ from convaudit.conversion.factorize import (
 )
 from convaudit.errors import UsageError
 
-__all__ = ["SeparableConv", "SeparableConv1d", "SeparableConv2d", "SeparableConv3d", "separable_class", "ORDERS", "INITS"]
+__all__ = [
+    "INITS",
+    "ORDERS",
+    "SeparableConv",
+    "SeparableConv1d",
+    "SeparableConv2d",
+    "SeparableConv3d",
+    "separable_class",
+]
 
 ORDERS = ("dw_pw", "pw_dw")
 INITS = ("svd", "calibrated", "random")
@@ -128,9 +136,21 @@ class SeparableConv(nn.Module):
         else:
             m = int(rank)
         layer = target(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups,
-            conv.bias is not None, conv.padding_mode, m, order, style, device=conv.weight.device, dtype=conv.weight.dtype,
-        )  # fmt: skip
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            groups,
+            conv.bias is not None,
+            conv.padding_mode,
+            m,
+            order,
+            style,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
         if init == "random":
             return layer
         if style is not None:

@@ -130,7 +130,9 @@ def plan_conversion(
     return Plan(tuple(choices), tuple(skipped), t.params, t.macs, params_after, macs_after, tuple(notes))
 
 
-def _choose(layer: ConvLayer, rank: int | str | None, order: str, energy: float | None, min_savings: float) -> tuple[Choice | None, str | None]:
+def _choose(
+    layer: ConvLayer, rank: int | str | None, order: str, energy: float | None, min_savings: float
+) -> tuple[Choice | None, str | None]:
     orders = ("dw_pw", "pw_dw") if order == "auto" else (order,)
     options = []
     for o in orders:
@@ -183,7 +185,13 @@ def _meet_budget(
     ladders: dict[str, list[Choice | None]] = {}
     for layer in pool:
         opts = [
-            _make_choice(layer, o, m, exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o)) for o in orders for m in range(1, exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o) + 1)
+            _make_choice(
+                layer, o, m, exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o)
+            )
+            for o in orders
+            for m in range(
+                1, exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o) + 1
+            )
         ]
         opts = [c for c in opts if c.macs_after < layer.macs]
         if not opts:
@@ -191,7 +199,7 @@ def _meet_budget(
             continue
         opts.sort(key=lambda c: (c.macs_after, -(c.energy or 0.0)))
         ladders[layer.name] = [*opts, None]  # None = keep the original conv
-    state = {name: 0 for name in ladders}
+    state = dict.fromkeys(ladders, 0)
     by_name = {layer.name: layer for layer in pool}
 
     def macs_of(name: str, idx: int) -> int:
@@ -251,7 +259,9 @@ def _check_globs(analysis: Analysis, include: Sequence[str], exclude: Sequence[s
                 hint = ""
                 if analysis.trace_path != "fx":
                     hint = "; the model cannot be traced symbolically, so functional convs (F.conv*) are not visible"
-                raise UsageError(f"{flag} {g!r} matches no conv; convs are named like {example} (see convaudit report){hint}")
+                raise UsageError(
+                    f"{flag} {g!r} matches no conv; convs are named like {example} (see convaudit report){hint}"
+                )
 
 
 def with_mobilenet_norms(plan: Plan, analysis: Analysis) -> Plan:

@@ -26,7 +26,15 @@ from convaudit.conversion.planning import Choice
 from convaudit.conversion.safe_fx import safe_codegen
 from convaudit.errors import UsageError
 
-__all__ = ["rewrite", "eval_mode", "recalibrate_batchnorm", "rebuild_structure", "replace_module", "capture_conv_inputs", "functional_as_module"]
+__all__ = [
+    "capture_conv_inputs",
+    "eval_mode",
+    "functional_as_module",
+    "rebuild_structure",
+    "recalibrate_batchnorm",
+    "replace_module",
+    "rewrite",
+]
 
 #: Builds the replacement for one chosen conv: (choice, the conv as a module, its calibration inputs) → layer.
 Factory = Callable[[Choice, _ConvNd, "list[torch.Tensor] | None"], SeparableConv]
@@ -55,7 +63,9 @@ def rewrite(
     module_choices = [c for c in choices if isinstance(modules.get(c.name), _ConvNd)]
     functional = [c for c in choices if not isinstance(modules.get(c.name), _ConvNd)]
     replaced: dict[str, SeparableConv] = {}
-    captured = capture_conv_inputs(target, [c.name for c in module_choices], batches) if batches and not sequential else {}
+    captured = (
+        capture_conv_inputs(target, [c.name for c in module_choices], batches) if batches and not sequential else {}
+    )
     for choice in module_choices:
         if batches and sequential:
             captured = capture_conv_inputs(target, [choice.name], batches)
@@ -124,12 +134,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Sequence[tuple[tuple, dict]
 
 def replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> int:
     """Put ``new`` wherever ``old`` hangs in ``root``'s tree; returns how many places were changed."""
-    places = [
-        (parent, attr)
-        for parent in root.modules()
-        for attr, child in parent._modules.items()
-        if child is old
-    ]  # fmt: skip
+    places = [(parent, attr) for parent in root.modules() for attr, child in parent._modules.items() if child is old]
     for parent, attr in places:
         setattr(parent, attr, new)
     return len(places)
@@ -169,16 +174,25 @@ def functional_as_module(spec: dict[str, Any], weight: nn.Parameter, bias: torch
     conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
     g = int(spec["groups"])
     conv = conv_cls(
-        weight.shape[1] * g, weight.shape[0], tuple(weight.shape[2:]), stride=spec["stride"], padding=spec["padding"],
-        dilation=spec["dilation"], groups=g, bias=bias is not None, device="meta",
-    )  # fmt: skip
+        weight.shape[1] * g,
+        weight.shape[0],
+        tuple(weight.shape[2:]),
+        stride=spec["stride"],
+        padding=spec["padding"],
+        dilation=spec["dilation"],
+        groups=g,
+        bias=bias is not None,
+        device="meta",
+    )
     conv.weight = nn.Parameter(weight.detach(), requires_grad=weight.requires_grad)
     if bias is not None:
         conv.bias = nn.Parameter(bias.detach())
     return conv
 
 
-def _rewrite_functional(model: nn.Module, choices: Sequence[Choice], factory: Factory) -> tuple[torch.fx.GraphModule, dict[str, SeparableConv]]:
+def _rewrite_functional(
+    model: nn.Module, choices: Sequence[Choice], factory: Factory
+) -> tuple[torch.fx.GraphModule, dict[str, SeparableConv]]:
     tracer = ConvTracer(leaf_types=(SeparableConv,))
     graph = tracer.trace(model)
     # fx would paste module and parameter names into the code it compiles here: safe_codegen writes them as data
@@ -198,10 +212,14 @@ def _rewrite_functional(model: nn.Module, choices: Sequence[Choice], factory: Fa
             continue
         bias = spec["bias"]
         if bias is not None and not (isinstance(bias, torch.fx.Node) and bias.op == "get_attr"):
-            raise UsageError(f"functional conv '{name}': its bias is computed in forward; exclude it with --exclude {name}")
+            raise UsageError(
+                f"functional conv '{name}': its bias is computed in forward; exclude it with --exclude {name}"
+            )
         key = (w.target, getattr(bias, "target", None), _hashable(spec))
         if key not in made:
-            conv = functional_as_module(spec, gm.get_parameter(w.target), gm.get_parameter(bias.target) if bias is not None else None)
+            conv = functional_as_module(
+                spec, gm.get_parameter(w.target), gm.get_parameter(bias.target) if bias is not None else None
+            )
             layer = factory(wanted[name], conv, None)
             made[key] = _free_name(gm, f"{name}_separable")
             gm.add_submodule(made[key], layer)

@@ -23,7 +23,7 @@ from torch.fx.node import map_aggregate
 
 from convaudit.errors import ConvauditError
 
-__all__ = ["safe_codegen", "attr_path", "is_plain", "UnsafeNameError", "ATTR_HELPER"]
+__all__ = ["ATTR_HELPER", "UnsafeNameError", "attr_path", "is_plain", "safe_codegen"]
 
 #: The global the generated code calls to reach a submodule, parameter or buffer by a path of raw names.
 ATTR_HELPER = "_convaudit_attr"

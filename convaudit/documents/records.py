@@ -13,20 +13,20 @@ from typing import Any
 
 __all__ = [
     "SCHEMA_VERSION",
-    "SeparableCost",
-    "Separable",
+    "Analysis",
     "ConvLayer",
-    "Separability",
-    "OpSummary",
-    "Totals",
+    "ConversionReport",
+    "ConvertedLayer",
     "CrossCheck",
-    "LayerTiming",
-    "Timing",
     "GraphNode",
     "GraphView",
-    "Analysis",
-    "ConvertedLayer",
-    "ConversionReport",
+    "LayerTiming",
+    "OpSummary",
+    "Separability",
+    "Separable",
+    "SeparableCost",
+    "Timing",
+    "Totals",
 ]
 
 #: Bumped on any change a JSON consumer could notice: major for removals/renames, minor for additions.

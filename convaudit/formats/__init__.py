@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from convaudit.documents.records import Analysis
 from convaudit.errors import UsageError
 
-__all__ = ["render", "available_formats", "SUFFIXES", "BUILTIN"]
+__all__ = ["BUILTIN", "SUFFIXES", "available_formats", "render"]
 
 Renderer = Callable[[Analysis], str]
 

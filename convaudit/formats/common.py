@@ -8,9 +8,21 @@ from typing import Any
 from convaudit.documents.records import Analysis, ConvLayer
 
 __all__ = [
-    "count", "si", "ratio", "shape", "where", "costliest", "summary_lines", "kernel", "likely_contractions", "percent",
-    "kept_energy", "timing_lines", "timing_totals", "weights_text",
-]  # fmt: skip
+    "costliest",
+    "count",
+    "kept_energy",
+    "kernel",
+    "likely_contractions",
+    "percent",
+    "ratio",
+    "shape",
+    "si",
+    "summary_lines",
+    "timing_lines",
+    "timing_totals",
+    "weights_text",
+    "where",
+]
 
 
 def count(n: int | None) -> str:
@@ -160,11 +172,15 @@ def summary_lines(analysis: Analysis) -> list[str]:
                 f"its total incl. norm/pool estimates {count(c.macs)}"
             )
     if analysis.uncosted_ops:
-        lines.append(f"not costed ({len(analysis.uncosted_ops)}): {', '.join(analysis.uncosted_ops[:8])}"
-                     + (" …" if len(analysis.uncosted_ops) > 8 else ""))  # fmt: skip
+        lines.append(
+            f"not costed ({len(analysis.uncosted_ops)}): {', '.join(analysis.uncosted_ops[:8])}"
+            + (" …" if len(analysis.uncosted_ops) > 8 else "")
+        )
     lines.extend(timing_lines(analysis))
     if analysis.uncalled_convs:
-        lines.append(f"never called at these inputs ({len(analysis.uncalled_convs)}): {', '.join(analysis.uncalled_convs[:8])}"
-                     + (" …" if len(analysis.uncalled_convs) > 8 else ""))  # fmt: skip
+        lines.append(
+            f"never called at these inputs ({len(analysis.uncalled_convs)}): {', '.join(analysis.uncalled_convs[:8])}"
+            + (" …" if len(analysis.uncalled_convs) > 8 else "")
+        )
     lines.extend(f"note: {w}" for w in analysis.warnings)
     return lines

@@ -8,7 +8,7 @@ from typing import Any
 from convaudit.documents.records import ConversionReport, ConvertedLayer
 from convaudit.formats.common import count, ratio, weights_text
 
-__all__ = ["render_conversion_text", "render_conversion_html", "conversion_view"]
+__all__ = ["conversion_view", "render_conversion_html", "render_conversion_text"]
 
 
 def _err(e: float | None) -> str:
@@ -56,15 +56,24 @@ def conversion_view(report: ConversionReport) -> dict[str, Any]:
 
     def row(layer: ConvertedLayer) -> dict[str, Any]:
         return {
-            "name": layer.name, "order": layer.order, "rank": layer.rank, "exact_rank": layer.exact_rank,
-            "init": layer.init, "energy": _energy(layer.energy), "energy_sort": layer.energy or 0.0,
-            "params_before": count(layer.params_before), "params_after": count(layer.params_measured),
-            "macs_before": count(layer.macs_before), "macs_after": count(layer.macs_measured),
-            "macs_sort": layer.macs_before, "saving": ratio(layer.macs_measured / layer.macs_before if layer.macs_before else 1),
+            "name": layer.name,
+            "order": layer.order,
+            "rank": layer.rank,
+            "exact_rank": layer.exact_rank,
+            "init": layer.init,
+            "energy": _energy(layer.energy),
+            "energy_sort": layer.energy or 0.0,
+            "params_before": count(layer.params_before),
+            "params_after": count(layer.params_measured),
+            "macs_before": count(layer.macs_before),
+            "macs_after": count(layer.macs_measured),
+            "macs_sort": layer.macs_before,
+            "saving": ratio(layer.macs_measured / layer.macs_before if layer.macs_before else 1),
             "match": (layer.params_measured, layer.macs_measured) == (layer.params_predicted, layer.macs_predicted),
-            "error": _err(layer.relative_error), "error_sort": layer.relative_error if layer.relative_error is not None else -1,
+            "error": _err(layer.relative_error),
+            "error_sort": layer.relative_error if layer.relative_error is not None else -1,
             "note": layer.note or "",
-        }  # fmt: skip
+        }
 
     return {
         "title": f"convaudit conversion — {r.model}",

@@ -34,7 +34,7 @@ from convaudit.formats.common import (
     where,
 )
 
-__all__ = ["render_html", "view_model", "template_root", "script_json"]
+__all__ = ["render_html", "script_json", "template_root", "view_model"]
 
 TEMPLATE = "report.html.j2"
 ASSETS = ("report.css", "report.js")
@@ -87,7 +87,13 @@ def _environment(root: Any) -> jinja2.Environment:
 def script_json(data: Any) -> Markup:
     """JSON safe inside ``<script type="application/json">``: no ``<``, ``>`` or ``&`` survive literally."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escape)
     return Markup(text)
 
@@ -135,17 +141,25 @@ def _timing(a: Analysis) -> dict[str, Any] | None:
     rows = []
     for t in a.timing.layers:
         measured = t.speedup_measured
-        rows.append({
-            "name": t.name, "skipped": t.skipped,
-            "ms": f"{t.seconds * 1e3:.3f}" if t.seconds is not None else "—",
-            "ms_dw_pw": f"{t.seconds_dw_pw * 1e3:.3f}" if t.seconds_dw_pw is not None else "—",
-            "measured": f"{measured:.2f}×" if measured is not None else "—",
-            "measured_sort": measured if measured is not None else -1,
-            "promised": f"{t.speedup_predicted:.2f}×",
-            "cls": "" if measured is None else ("good" if measured > 1 else "worse"),
-        })  # fmt: skip
-    return {"headline": timing_lines(a), "device": a.timing.device, "threads": a.timing.threads,
-            "repeats": a.timing.repeats, "rows": rows}  # fmt: skip
+        rows.append(
+            {
+                "name": t.name,
+                "skipped": t.skipped,
+                "ms": f"{t.seconds * 1e3:.3f}" if t.seconds is not None else "—",
+                "ms_dw_pw": f"{t.seconds_dw_pw * 1e3:.3f}" if t.seconds_dw_pw is not None else "—",
+                "measured": f"{measured:.2f}×" if measured is not None else "—",
+                "measured_sort": measured if measured is not None else -1,
+                "promised": f"{t.speedup_predicted:.2f}×",
+                "cls": "" if measured is None else ("good" if measured > 1 else "worse"),
+            }
+        )
+    return {
+        "headline": timing_lines(a),
+        "device": a.timing.device,
+        "threads": a.timing.threads,
+        "repeats": a.timing.repeats,
+        "rows": rows,
+    }
 
 
 def _cards(a: Analysis) -> list[dict[str, str]]:
@@ -156,8 +170,16 @@ def _cards(a: Analysis) -> list[dict[str, str]]:
     return [
         {"label": "Parameters", "value": si(t.params), "detail": f"{count(t.params)} params"},
         {"label": "MACs", "value": si(t.macs), "detail": f"{count(t.macs)} MACs · FLOPs = 2·MACs = {si(t.flops)}"},
-        {"label": "Convolutions", "value": str(n), "detail": f"{percent(t.conv_macs_share)} of MACs · {si(t.conv_params)} params"},
-        {"label": "Candidates", "value": f"{t.candidates} of {n}", "detail": f"{share} of MACs · {si(t.candidate_params)} params"},
+        {
+            "label": "Convolutions",
+            "value": str(n),
+            "detail": f"{percent(t.conv_macs_share)} of MACs · {si(t.conv_params)} params",
+        },
+        {
+            "label": "Candidates",
+            "value": f"{t.candidates} of {n}",
+            "detail": f"{share} of MACs · {si(t.candidate_params)} params",
+        },
     ]
 
 
@@ -203,8 +225,20 @@ def _cross_check(a: Analysis) -> dict[str, Any] | None:
     conv_ok, conv_note = _agreement(modules, c.conv_macs)
     out["rows"] = [
         {"what": "all costed ops", "ours": count(t.macs), "theirs": count(c.macs_same_ops), "ok": ok, "note": note},
-        {"what": "conv modules, by name", "ours": count(modules), "theirs": count(c.conv_macs), "ok": conv_ok, "note": conv_note},
-        {"what": f"{c.tool} total, incl. its norm/pool estimates", "ours": "", "theirs": count(c.macs), "ok": None, "note": ""},
+        {
+            "what": "conv modules, by name",
+            "ours": count(modules),
+            "theirs": count(c.conv_macs),
+            "ok": conv_ok,
+            "note": conv_note,
+        },
+        {
+            "what": f"{c.tool} total, incl. its norm/pool estimates",
+            "ours": "",
+            "theirs": count(c.macs),
+            "ok": None,
+            "note": "",
+        },
     ]
     out["unsupported"] = [f"{op} ×{n}" for op, n in sorted(c.unsupported_ops.items())]
     out["seconds"] = f"{c.seconds:.2f} s" if c.seconds is not None else None
@@ -229,7 +263,12 @@ _COLUMNS = (
     ("params", "", True, "predicted depthwise + pointwise params, channel multiplier m = 1"),
     ("MACs", "", True, "predicted depthwise + pointwise MACs, m = 1"),
     ("×\u00a0MACs", "", True, "predicted DW→PW MACs / original MACs"),
-    ("energy", "%", True, "share of the weight energy the DW→PW form keeps at m = 1 (from the layer's weights; 100% = exact)"),
+    (
+        "energy",
+        "%",
+        True,
+        "share of the weight energy the DW→PW form keeps at m = 1 (from the layer's weights; 100% = exact)",
+    ),
     ("MACs", "", True, "predicted pointwise (at input resolution) then depthwise MACs; hover for the ratio"),
     ("energy", "%", True, "share of the weight energy the PW→DW form keeps at rank 1 (from the layer's weights)"),
     ("m", "", True, "channel multiplier at which DW→PW reproduces the conv exactly (per-channel SVD)"),
@@ -267,14 +306,22 @@ def _row(i: int, layer: ConvLayer, batch: int | None) -> dict[str, Any]:
     calls = f" · {layer.calls} calls" if layer.calls > 1 else ""
     reason = layer.skip_reason or "not a candidate"
     status = _cell("candidate", 1, None, "yes") if layer.candidate else _cell(reason, 0, reason, "no")
-    ins, outs = (layer.input_shape[1:], layer.output_shape[1:]) if batch is not None else (layer.input_shape, layer.output_shape)
+    ins, outs = (
+        (layer.input_shape[1:], layer.output_shape[1:])
+        if batch is not None
+        else (layer.input_shape, layer.output_shape)
+    )
     cells = [
         _cell(str(i + 1), i + 1),
         _cell(_short_name(layer.name), layer.name, f"{layer.name}: {layer.type} ({layer.op}){calls}", "name"),
         _cell(layer.kind, layer.kind),
         status,
         _cell(_file_line(src), src, src or None, "src"),
-        _cell(f"{shape(ins)} → {shape(outs)}", math.prod(layer.output_shape), f"{shape(layer.input_shape)} → {shape(layer.output_shape)}"),
+        _cell(
+            f"{shape(ins)} → {shape(outs)}",
+            math.prod(layer.output_shape),
+            f"{shape(layer.input_shape)} → {shape(layer.output_shape)}",
+        ),
         _cell(kernel(layer), math.prod(layer.kernel_size)),
         _cell(str(layer.groups), layer.groups),
         _cell(count(layer.params), layer.params),
@@ -288,14 +335,23 @@ def _row(i: int, layer: ConvLayer, batch: int | None) -> dict[str, Any]:
         dp, pd, ex = sep.dw_pw, sep.pw_dw, sep.dw_pw_exact
         energy = layer.separability
         cells += [
-            _cell(count(dp.params), dp.params, f"{count(dp.dw_params)} depthwise + {count(dp.pw_params)} pointwise = {ratio(dp.params_ratio)} the params"),
+            _cell(
+                count(dp.params),
+                dp.params,
+                f"{count(dp.dw_params)} depthwise + {count(dp.pw_params)} pointwise = {ratio(dp.params_ratio)} the params",
+            ),
             _cell(si(dp.macs), dp.macs, f"{count(dp.macs)} MACs = {dp.formula}"),
             _cell(ratio(dp.macs_ratio), round(dp.macs_ratio, 6), None, "good" if dp.macs_ratio < 0.5 else ""),
             _energy(energy.dw_pw if energy else None, "DW→PW"),
             _cell(si(pd.macs), pd.macs, f"{count(pd.macs)} MACs = {pd.formula}; {ratio(pd.macs_ratio)} the original"),
             _energy(energy.pw_dw if energy else None, "PW→DW"),
             _cell(str(ex.multiplier), ex.multiplier),
-            _cell(si(ex.macs), ex.macs, f"{count(ex.macs)} MACs; {ratio(ex.macs_ratio)} the original", "worse" if ex.macs_ratio > 1 else ""),
+            _cell(
+                si(ex.macs),
+                ex.macs,
+                f"{count(ex.macs)} MACs; {ratio(ex.macs_ratio)} the original",
+                "worse" if ex.macs_ratio > 1 else "",
+            ),
         ]
     return {"id": f"layer-{i + 1}", "candidate": layer.candidate, "cells": cells}
 
@@ -319,7 +375,7 @@ def _short_name(name: str, budget: int = 30) -> str:
         if len(candidate) > budget - 1:
             break
         kept = candidate
-    return "…" + (kept or name[-(budget - 1):])
+    return "…" + (kept or name[-(budget - 1) :])
 
 
 def _file_line(src: str) -> str:
@@ -361,21 +417,38 @@ def _chart(layers: tuple[ConvLayer, ...]) -> dict[str, Any]:
         w = min(slot * 0.76, 56)
         x = _CHART_LEFT + i * slot + (slot - w) / 2
         tip = f"#{i + 1} {layer.name}: {count(layer.macs)} MACs"
-        tip += f" → {count(after)} predicted (DW→PW, m = 1)" if layer.separable else f" (not a candidate: {layer.skip_reason})"
-        bars.append({
-            "x": round(x, 2), "w": round(max(w, 0.8), 2), "href": f"#layer-{i + 1}", "title": tip,
-            "y0": round(y(layer.macs), 2), "h0": round(_CHART_TOP + plot_h - y(layer.macs), 2),
-            "y1": round(y(after), 2), "h1": round(_CHART_TOP + plot_h - y(after), 2), "candidate": layer.separable is not None,
-        })  # fmt: skip
+        tip += (
+            f" → {count(after)} predicted (DW→PW, m = 1)"
+            if layer.separable
+            else f" (not a candidate: {layer.skip_reason})"
+        )
+        bars.append(
+            {
+                "x": round(x, 2),
+                "w": round(max(w, 0.8), 2),
+                "href": f"#layer-{i + 1}",
+                "title": tip,
+                "y0": round(y(layer.macs), 2),
+                "h0": round(_CHART_TOP + plot_h - y(layer.macs), 2),
+                "y1": round(y(after), 2),
+                "h1": round(_CHART_TOP + plot_h - y(after), 2),
+                "candidate": layer.separable is not None,
+            }
+        )
     every = max(1, math.ceil(n / 24))
     every = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500, 1000, every) if s >= every)
     ticks = [1] + [k for k in range(every, n + 1, every) if k != 1]
     return {
-        "width": width, "wide": width > _CHART_W, "height": _CHART_H, "left": _CHART_LEFT, "right": width - 10, "base": _CHART_TOP + plot_h,
+        "width": width,
+        "wide": width > _CHART_W,
+        "height": _CHART_H,
+        "left": _CHART_LEFT,
+        "right": width - 10,
+        "base": _CHART_TOP + plot_h,
         "bars": bars,
         "yticks": [{"y": round(y(v), 2), "label": si(v).replace(".00 ", " ")} for v in _frange(0, ymax, step)],
         "xticks": [{"x": round(_CHART_LEFT + (k - 0.5) * slot, 2), "label": str(k)} for k in ticks],
-    }  # fmt: skip
+    }
 
 
 def _frange(start: float, stop: float, step: float) -> list[float]:
@@ -397,14 +470,22 @@ def _graph_data(a: Analysis) -> dict[str, Any]:
     index = {layer.name: i for i, layer in enumerate(a.layers)}
     data: dict[str, Any] = {
         "layers": [
-            [layer.name, layer.kind, int(layer.candidate), layer.macs, layer.separable.dw_pw.macs if layer.separable else layer.macs]
+            [
+                layer.name,
+                layer.kind,
+                int(layer.candidate),
+                layer.macs,
+                layer.separable.dw_pw.macs if layer.separable else layer.macs,
+            ]
             for layer in a.layers
         ]
     }
     g = a.graph
     if g is not None:
         ids = {node.id: i for i, node in enumerate(g.nodes)}
-        data["nodes"] = [[n.id, n.label, n.op, n.macs, index.get(n.conv, -1) if n.conv else -1, n.depth, n.lane] for n in g.nodes]
+        data["nodes"] = [
+            [n.id, n.label, n.op, n.macs, index.get(n.conv, -1) if n.conv else -1, n.depth, n.lane] for n in g.nodes
+        ]
         data["edges"] = [[ids[s], ids[d]] for s, d in g.edges if s in ids and d in ids]
         data["truncated"] = g.truncated
     return data

@@ -26,7 +26,7 @@ from convaudit.formats.common import (
 )
 from convaudit.formats.signature import markdown_signature
 
-__all__ = ["render_markdown", "md", "md_code"]
+__all__ = ["md", "md_code", "render_markdown"]
 
 TOP = 10
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # enough to stop emphasis, code spans, links and table cells
@@ -100,7 +100,9 @@ def _headline(a: Analysis) -> list[str]:
 def _energy_note(a: Analysis) -> str:
     """How faithful the m = 1 forms are, from the weights (empty when there were none to read)."""
     kept = kept_energy(a)
-    return "" if kept is None else f" At m = 1 the candidates keep {percent(kept)} of their weight energy (MAC-weighted)."
+    return (
+        "" if kept is None else f" At m = 1 the candidates keep {percent(kept)} of their weight energy (MAC-weighted)."
+    )
 
 
 def _top(a: Analysis) -> list[str]:
@@ -115,7 +117,10 @@ def _top(a: Analysis) -> list[str]:
         "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [_top_row(layer, layer.separable) for layer in top if layer.separable is not None]
-    lines += ["", "Energy kept: the share of the layer's weight energy the m = 1 form keeps (100% = exact; — = no weights)."]
+    lines += [
+        "",
+        "Energy kept: the share of the layer's weight energy the m = 1 form keeps (100% = exact; — = no weights).",
+    ]
     return lines
 
 
@@ -133,7 +138,7 @@ def _location(source: str) -> str:
     """Relative file:line under the working directory; otherwise only the file name and line."""
     shown = where(source)
     path = shown.rpartition(":")[0]
-    return os.path.basename(path) + shown[len(path):] if os.path.isabs(path) else shown
+    return os.path.basename(path) + shown[len(path) :] if os.path.isabs(path) else shown
 
 
 def _skipped(a: Analysis) -> list[str]:

@@ -46,7 +46,7 @@ def is_convaudit_report(data: bytes) -> bool:
             doc = json.loads(text)
         except ValueError:
             return False
-        return isinstance(doc, dict) and _JSON_KEYS <= doc.keys() and isinstance(doc["schema_version"], str)
+        return isinstance(doc, dict) and doc.keys() >= _JSON_KEYS and isinstance(doc["schema_version"], str)
     lines = [line for line in text.splitlines() if line.strip()]
     last = lines[-1].strip() if lines else ""
     return bool(_TEXT_LAST.fullmatch(last) or _MARKDOWN_LAST.fullmatch(last))

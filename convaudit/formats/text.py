@@ -41,7 +41,10 @@ def render_text(analysis: Analysis) -> str:
     lines += [_HEADER, "-" * len(_HEADER)]
     lines += [_row(layer) for layer in analysis.layers]
     if analysis.timing is not None:
-        lines += ["", f"{'measured time (one call)':<36} {'conv [ms]':>10} {'DW→PW [ms]':>11} {'speed-up':>9} {'MACs promise':>13}"]
+        lines += [
+            "",
+            f"{'measured time (one call)':<36} {'conv [ms]':>10} {'DW→PW [ms]':>11} {'speed-up':>9} {'MACs promise':>13}",
+        ]
         for t in analysis.timing.layers:
             if t.skipped:
                 lines.append(f"{t.name:<36} not timed: {t.skipped}")

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from convaudit.documents.records import ConvLayer, LayerTiming, Timing
 
-__all__ = ["measure", "MAX_INPUT_BYTES"]
+__all__ = ["MAX_INPUT_BYTES", "measure"]
 
 #: Layers whose input tensor is larger than this are not timed (a real forward must allocate it).
 MAX_INPUT_BYTES = 512 * 1024**2
@@ -40,12 +40,22 @@ def _one(layer: ConvLayer, repeats: int, device: torch.device) -> LayerTiming:
     for d in layer.input_shape:
         numel *= d
     if numel * torch.empty((), dtype=dtype).element_size() > MAX_INPUT_BYTES:
-        return LayerTiming(layer.name, None, None, None, predicted, skipped=f"input larger than {MAX_INPUT_BYTES // 1024**2} MiB")
+        return LayerTiming(
+            layer.name, None, None, None, predicted, skipped=f"input larger than {MAX_INPUT_BYTES // 1024**2} MiB"
+        )
     conv = _CONV[layer.dims](
-        layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-        dilation=layer.dilation, groups=layer.groups, bias=layer.bias, padding_mode=layer.padding_mode,
-        device=device, dtype=dtype,
-    ).eval()  # fmt: skip
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=layer.bias,
+        padding_mode=layer.padding_mode,
+        device=device,
+        dtype=dtype,
+    ).eval()
     replacement = _dw_pw_stand_in(layer, device, dtype)
     x = torch.randn(layer.input_shape, device=device, dtype=dtype)
     try:
@@ -54,18 +64,30 @@ def _one(layer: ConvLayer, repeats: int, device: torch.device) -> LayerTiming:
     except RuntimeError as exc:  # e.g. a dtype this device has no kernel for
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return LayerTiming(layer.name, None, None, None, predicted, skipped=f"could not run: {line[:120]}")
-    return LayerTiming(layer.name, seconds, seconds_dw_pw, seconds / seconds_dw_pw if seconds_dw_pw else None, predicted)
+    return LayerTiming(
+        layer.name, seconds, seconds_dw_pw, seconds / seconds_dw_pw if seconds_dw_pw else None, predicted
+    )
 
 
 def _dw_pw_stand_in(layer: ConvLayer, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """The m = 1 depthwise→pointwise form of ``layer``, freshly initialised: timing needs its shape, not weights."""
     cls = _CONV[layer.dims]
     depthwise = cls(
-        layer.in_channels, layer.in_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-        dilation=layer.dilation, groups=layer.in_channels, bias=False, padding_mode=layer.padding_mode,
-        device=device, dtype=dtype,
-    )  # fmt: skip
-    pointwise = cls(layer.in_channels, layer.out_channels, 1, groups=layer.groups, bias=layer.bias, device=device, dtype=dtype)
+        layer.in_channels,
+        layer.in_channels,
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.in_channels,
+        bias=False,
+        padding_mode=layer.padding_mode,
+        device=device,
+        dtype=dtype,
+    )
+    pointwise = cls(
+        layer.in_channels, layer.out_channels, 1, groups=layer.groups, bias=layer.bias, device=device, dtype=dtype
+    )
     return nn.Sequential(depthwise, pointwise).eval()
 
 

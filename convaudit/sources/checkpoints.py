@@ -56,8 +56,11 @@ def vet_globals(names: Sequence[tuple[str, str]], path: Path, trust: Sequence[st
     """``(object, "module.name")`` for each global torch's allowlist lacks; CheckpointError names the first refused."""
     known = _weights_only_names()
     trusted = [_check_trust_name(t) for t in trust]
-    return [(_resolve(module, name, path, trusted), f"{module}.{name}") for module, name in names
-            if f"{module}.{name}" not in known]  # fmt: skip
+    return [
+        (_resolve(module, name, path, trusted), f"{module}.{name}")
+        for module, name in names
+        if f"{module}.{name}" not in known
+    ]
 
 
 # ---------------------------------------------------------------- reading the pickles
@@ -198,7 +201,7 @@ def _import_well_known(package: str, path: Path) -> None:
         return  # not the installed library: leave it alone (the global is then refused, naming --trust)
     try:
         importlib.import_module(package)
-    except Exception:  # noqa: BLE001  (a broken install, whatever it raises: the global is refused as not loaded)
+    except Exception:
         return
 
 
@@ -218,8 +221,9 @@ def _walk(module: types.ModuleType, qualname: str) -> Any:
 # ---------------------------------------------------------------- loading
 
 
-def _weights_only_load(f: IO[bytes], path: Path, allowed: list[Any], vetted: set[tuple[str, str]],
-                       rewritten: bool) -> Any:  # fmt: skip
+def _weights_only_load(
+    f: IO[bytes], path: Path, allowed: list[Any], vetted: set[tuple[str, str]], rewritten: bool
+) -> Any:
     try:
         with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about every protocol but 2, and about TypedStorage
@@ -318,10 +322,13 @@ def _check_fit(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
-        f"{k} ({_shape(state[k])} in the file, {_shape(own[k])} in the model)" for k in own
-        if k in state and isinstance(state[k], torch.Tensor) and isinstance(own[k], torch.Tensor)
+        f"{k} ({_shape(state[k])} in the file, {_shape(own[k])} in the model)"
+        for k in own
+        if k in state
+        and isinstance(state[k], torch.Tensor)
+        and isinstance(own[k], torch.Tensor)
         and tuple(state[k].shape) != tuple(own[k].shape)
-    ]  # fmt: skip
+    ]
     found = (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes))
     problems = [f"{len(items)} {what} ({_few(items)})" for what, items in found if items]
     if problems:

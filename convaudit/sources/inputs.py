@@ -19,9 +19,17 @@ from torch.utils._pytree import tree_map
 from convaudit.errors import ModelLoadError, UsageError
 
 __all__ = [
-    "MAX_NUMEL", "DEFAULT_SHAPES", "parse_shape", "split_inputs", "normalize_inputs", "flat_tensors",
-    "materialize", "floating_dtype", "guess_shape", "is_shape",
-]  # fmt: skip
+    "DEFAULT_SHAPES",
+    "MAX_NUMEL",
+    "flat_tensors",
+    "floating_dtype",
+    "guess_shape",
+    "is_shape",
+    "materialize",
+    "normalize_inputs",
+    "parse_shape",
+    "split_inputs",
+]
 
 
 #: The largest element count torch can address in one tensor (its sizes are int64).
@@ -46,7 +54,9 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"--input-shape {text!r} is not a shape; write positive integers like 1,3,224,224")
     if math.prod(shape) >= MAX_NUMEL:
-        raise UsageError(f"--input-shape {text!r} has {math.prod(shape):.3g} elements, more than a tensor can hold; give a smaller shape")
+        raise UsageError(
+            f"--input-shape {text!r} has {math.prod(shape):.3g} elements, more than a tensor can hold; give a smaller shape"
+        )
     return shape
 
 
@@ -60,7 +70,9 @@ def split_inputs(value: Any, where: str) -> tuple[tuple, dict]:
         if len(value) == 2 and isinstance(value[0], (tuple, list)) and isinstance(value[1], dict):
             return tuple(value[0]), dict(value[1])
         return tuple(value), {}
-    raise ModelLoadError(f"{where} returned {type(value).__name__}; return a tensor, a tuple of inputs, a dict, or (args, kwargs)")
+    raise ModelLoadError(
+        f"{where} returned {type(value).__name__}; return a tensor, a tuple of inputs, a dict, or (args, kwargs)"
+    )
 
 
 def guess_shape(model: nn.Module, spec: str) -> tuple[int, ...]:
@@ -85,7 +97,9 @@ def normalize_inputs(
             raise UsageError("give example_inputs or input_shape, not both")
         shapes = [input_shape] if is_shape(input_shape) else list(input_shape)
         if not shapes or not all(is_shape(s) for s in shapes):
-            raise UsageError(f"input_shape {input_shape!r}: give positive integers like (1, 3, 224, 224), or a list of such")
+            raise UsageError(
+                f"input_shape {input_shape!r}: give positive integers like (1, 3, 224, 224), or a list of such"
+            )
         return tuple(torch.empty(tuple(s), dtype=dtype, device="meta") for s in shapes), dict(example_kwargs or {})
     if example_inputs is None and not example_kwargs:
         raise UsageError("no example inputs: pass example_inputs=... or input_shape=(1, 3, 224, 224)")
@@ -119,7 +133,11 @@ def materialize(value: Any) -> Any:
 
     def real(t: Any) -> Any:
         if isinstance(t, torch.Tensor) and t.is_meta:
-            return torch.randn(t.shape, generator=gen, dtype=t.dtype) if t.is_floating_point() else torch.zeros(t.shape, dtype=t.dtype)
+            return (
+                torch.randn(t.shape, generator=gen, dtype=t.dtype)
+                if t.is_floating_point()
+                else torch.zeros(t.shape, dtype=t.dtype)
+            )
         return t
 
     return tree_map(real, value)

@@ -31,7 +31,7 @@ from convaudit.sources.inputs import (
 )
 from convaudit.sources.locations import record_definitions
 
-__all__ = ["LoadedModel", "load", "parse_shape", "CHECKPOINT_SUFFIXES"]
+__all__ = ["CHECKPOINT_SUFFIXES", "LoadedModel", "load", "parse_shape"]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
@@ -52,9 +52,13 @@ class LoadedModel:
 
 
 def load(
-    spec: str, entry: str | None = None, input_shapes: Sequence[tuple[int, ...]] = (), *,
-    weights: str | None = None, trust: Sequence[str] = (),
-) -> LoadedModel:  # fmt: skip
+    spec: str,
+    entry: str | None = None,
+    input_shapes: Sequence[tuple[int, ...]] = (),
+    *,
+    weights: str | None = None,
+    trust: Sequence[str] = (),
+) -> LoadedModel:
     """Load a model from a path or ``torchvision:NAME``; ``input_shapes`` override its example inputs.
 
     Args:
@@ -93,7 +97,11 @@ def load(
 
 
 def _load_python(path: Path, entry: str | None) -> LoadedModel:
-    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else f"_convaudit_{abs(hash(str(path.resolve())))}"
+    name = (
+        path.stem
+        if path.stem.isidentifier() and path.stem not in sys.modules
+        else f"_convaudit_{abs(hash(str(path.resolve())))}"
+    )
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"{path}: not a Python file; give a model.py, a checkpoint (.pt/.pth) or torchvision:NAME")
@@ -105,11 +113,15 @@ def _load_python(path: Path, entry: str | None) -> LoadedModel:
             try:
                 spec.loader.exec_module(module)
             except SyntaxError as exc:
-                raise ModelLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the file and run again") from exc
+                raise ModelLoadError(
+                    f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the file and run again"
+                ) from exc
             except SystemExit as exc:
                 raise _exit_error(exc, path, "at import; keep script code under `if __name__ == '__main__':`") from exc
             except Exception as exc:
-                raise ModelLoadError(f"{_user_frame(exc, path)}: {type(exc).__name__}: {exc} (while running {path.name})") from exc
+                raise ModelLoadError(
+                    f"{_user_frame(exc, path)}: {type(exc).__name__}: {exc} (while running {path.name})"
+                ) from exc
             model, what = _pick_entry(module, path, entry)
         args, kwargs = _example_inputs(module, path)
     finally:
@@ -129,10 +141,13 @@ def _pick_entry(module: Any, path: Path, entry: str | None) -> tuple[nn.Module, 
     if isinstance(getattr(module, "model", None), nn.Module):
         return module.model, "model"
     classes = [
-        obj for obj in vars(module).values()
-        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, nn.Module)
+        and obj.__module__ == module.__name__
         and _no_required_args(obj)
-    ]  # fmt: skip
+    ]
     if len(classes) == 1:
         return _build(classes[0], classes[0].__name__, path), f"{classes[0].__name__}()"
     if not classes:
@@ -145,7 +160,9 @@ def _build(obj: Any, what: str, path: Path) -> nn.Module:
     if isinstance(obj, nn.Module):
         return obj
     if not callable(obj):
-        raise ModelLoadError(f"{path}: {what} is neither an nn.Module nor callable; point --entry at a class or function")
+        raise ModelLoadError(
+            f"{path}: {what} is neither an nn.Module nor callable; point --entry at a class or function"
+        )
     try:
         built = obj()
     except SystemExit as exc:
@@ -173,15 +190,17 @@ def _example_inputs(module: Any, path: Path) -> tuple[tuple, dict]:
 def _no_entry_error(module: Any, path: Path) -> ModelLoadError:
     """No entry found: name the classes that need constructor arguments, if that is why."""
     needy = [
-        obj for obj in vars(module).values()
+        obj
+        for obj in vars(module).values()
         if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__
-    ]  # fmt: skip
+    ]
     if not needy:
         return ModelLoadError(
             f"{path} defines no nn.Module to analyse; add build_model() or a module-level `model`, or pass --entry NAME"
         )
-    what = "; ".join(f"{c.__name__} needs constructor arguments ({', '.join(_required_args(c)) or '?'})"
-                     for c in needy[:3])  # fmt: skip
+    what = "; ".join(
+        f"{c.__name__} needs constructor arguments ({', '.join(_required_args(c)) or '?'})" for c in needy[:3]
+    )
     return ModelLoadError(f"{path}: {what}; add build_model() or pass --entry NAME of a function that builds it")
 
 
@@ -207,11 +226,15 @@ def _no_required_args(cls: type) -> bool:
 
 def _module_names(module: Any, path: Path) -> list[str]:
     return sorted(
-        k for k, v in vars(module).items()
-        if not k.startswith("_") and (isinstance(v, nn.Module) or (inspect.isclass(v) and issubclass(v, nn.Module)
-                                                                  and v.__module__ == module.__name__)
-                                      or (inspect.isfunction(v) and v.__module__ == module.__name__))
-    )  # fmt: skip
+        k
+        for k, v in vars(module).items()
+        if not k.startswith("_")
+        and (
+            isinstance(v, nn.Module)
+            or (inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__)
+            or (inspect.isfunction(v) and v.__module__ == module.__name__)
+        )
+    )
 
 
 def _user_frame(exc: BaseException, path: Path) -> str:
@@ -246,9 +269,14 @@ def _load_torchvision(name: str) -> LoadedModel:
     video = name in tvm.list_models(module=tvm.video)
     shape = (1, 3, 16, 112, 112) if video else (1, 3, 224, 224)
     return LoadedModel(
-        model, (torch.empty(shape, device="meta"),), {}, f"torchvision:{name}", f"torchvision.models.{name}",
-        weights="initialised", weights_source=f"torchvision.models.{name}(weights=None)",
-    )  # fmt: skip
+        model,
+        (torch.empty(shape, device="meta"),),
+        {},
+        f"torchvision:{name}",
+        f"torchvision.models.{name}",
+        weights="initialised",
+        weights_source=f"torchvision.models.{name}(weights=None)",
+    )
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -263,5 +291,3 @@ def _load_checkpoint(path: Path, trust: Sequence[str]) -> LoadedModel:
         f"{path} holds {kind}, not a whole module; pass a model.py (or torchvision:NAME) that builds the model, "
         f"with --weights {path}"
     )
-
-

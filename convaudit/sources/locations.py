@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import torch.nn as nn
 
-__all__ = ["record_definitions", "definition_of", "parameter_definition"]
+__all__ = ["definition_of", "parameter_definition", "record_definitions"]
 
 _DEFINED: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 _TORCH = os.sep + "torch" + os.sep

@@ -20,15 +20,58 @@ from convaudit.errors import CheckpointError
 __all__ = ["WEIGHTS_ONLY_OPS", "PickleScan", "scan_pickle"]
 
 #: the opcodes torch's weights_only unpickler reads (torch/_weights_only_unpickler.py)
-WEIGHTS_ONLY_OPS = frozenset({
-    "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "MARK", "TUPLE", "TUPLE1",
-    "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET",
-    "BININT", "BININT1", "BININT2", "BINFLOAT", "BINUNICODE", "SHORT_BINSTRING", "BINPERSID", "BINGET", "LONG_BINGET",
-    "BINPUT", "LONG_BINPUT", "LONG1", "PROTO", "STOP",
-})  # fmt: skip
-_POPS_MARK = frozenset({
-    "APPENDS", "SETITEMS", "ADDITEMS", "TUPLE", "FROZENSET", "LIST", "DICT", "INST", "OBJ", "POP_MARK",
-})  # fmt: skip
+WEIGHTS_ONLY_OPS = frozenset(
+    {
+        "GLOBAL",
+        "NEWOBJ",
+        "REDUCE",
+        "BUILD",
+        "APPEND",
+        "APPENDS",
+        "SETITEM",
+        "SETITEMS",
+        "MARK",
+        "TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "NONE",
+        "NEWFALSE",
+        "NEWTRUE",
+        "EMPTY_TUPLE",
+        "EMPTY_LIST",
+        "EMPTY_DICT",
+        "EMPTY_SET",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "BINFLOAT",
+        "BINUNICODE",
+        "SHORT_BINSTRING",
+        "BINPERSID",
+        "BINGET",
+        "LONG_BINGET",
+        "BINPUT",
+        "LONG_BINPUT",
+        "LONG1",
+        "PROTO",
+        "STOP",
+    }
+)
+_POPS_MARK = frozenset(
+    {
+        "APPENDS",
+        "SETITEMS",
+        "ADDITEMS",
+        "TUPLE",
+        "FROZENSET",
+        "LIST",
+        "DICT",
+        "INST",
+        "OBJ",
+        "POP_MARK",
+    }
+)
 _STRINGS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"})
 _PUTS = frozenset({"MEMOIZE", "BINPUT", "LONG_BINPUT"})
 _GETS = frozenset({"BINGET", "LONG_BINGET"})
@@ -104,8 +147,10 @@ class _Rewriter:
         return self.data[start:end]
 
     def _refuse(self, why: str) -> CheckpointError:
-        return CheckpointError(f"{self.where}: refused: {why}, which cannot be vetted without running it; "
-                               "save a state_dict and pass it with --weights")
+        return CheckpointError(
+            f"{self.where}: refused: {why}, which cannot be vetted without running it; "
+            "save a state_dict and pass it with --weights"
+        )
 
     def _flush(self) -> None:
         for text in self.pending:
@@ -157,7 +202,7 @@ class _Rewriter:
                     j += 1
             if closes:
                 self.set_puts[i] = []
-                self.deferred_put.update({p: i for p in puts})
+                self.deferred_put.update(dict.fromkeys(puts, i))
                 self.closing.update({c: (i, c == closes[-1]) for c in closes})
 
     # ------------------------------------------------------------ opcodes

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from convaudit.analysis.rules.registry import Registry
 
-__all__ = ["SHAPE_RULES", "ShapeRule", "ShapeMismatch", "NoRule", "as_tuple"]
+__all__ = ["SHAPE_RULES", "NoRule", "ShapeMismatch", "ShapeRule", "as_tuple"]
 
 Shape = tuple[int, ...]
 
@@ -103,7 +103,9 @@ def _linear_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
     return shape[:-1] + (m.out_features,)
 
 
-@SHAPE_RULES.register(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+@SHAPE_RULES.register(
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d
+)
 def _batchnorm_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
     shape = tuple(args[0].shape)
     channels = shape[1] if len(shape) > 1 else None
@@ -117,11 +119,44 @@ def _same_shape(target: Any, args: tuple, kwargs: dict) -> Shape:
 
 
 SHAPE_RULES.register(
-    nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU,
-    nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity, nn.GroupNorm, nn.LayerNorm,
-    F.relu, F.relu6, F.silu, F.gelu, F.hardswish, F.hardsigmoid, F.sigmoid, F.leaky_relu, F.dropout,
-    torch.relu, torch.sigmoid, torch.tanh, "relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach",
-)(_same_shape)  # fmt: skip
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Mish,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.Identity,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    F.relu,
+    F.relu6,
+    F.silu,
+    F.gelu,
+    F.hardswish,
+    F.hardsigmoid,
+    F.sigmoid,
+    F.leaky_relu,
+    F.dropout,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+    "relu",
+    "relu_",
+    "sigmoid",
+    "tanh",
+    "contiguous",
+    "clone",
+    "detach",
+)(_same_shape)
 
 
 @SHAPE_RULES.register(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)

@@ -178,9 +178,11 @@ def _header(report: ConversionReport) -> str:
     )
     settings = {_text(k): _data(v) for k, v in report.settings.items() if v not in (None, [], (), 0.0, False)}
     return _HEADER.format(
-        version=_literal(_text(__version__)), model=_literal(_text(report.model)), summary=_literal(summary),
+        version=_literal(_text(__version__)),
+        model=_literal(_text(report.model)),
+        summary=_literal(summary),
         settings="{" + ", ".join(f"{_literal(k)}: {v}" for k, v in settings.items()) + "}",
-    )  # fmt: skip
+    )
 
 
 _NN_MODULE = nn.Module()
@@ -213,9 +215,20 @@ def _tensor_args(traced: Any, path: str) -> str:
 
 #: Module-level names of model.py: a graph global of the same name would be overwritten by them.
 _MODULE_NAMES = frozenset(
-    {"ConvertedModel", "SeparableConv", "load", "_parent", "_put", "_tensor", ATTR_HELPER,
-     "CONVAUDIT_VERSION", "MODEL", "SUMMARY", "SETTINGS"}
-)  # fmt: skip
+    {
+        "ConvertedModel",
+        "SeparableConv",
+        "load",
+        "_parent",
+        "_put",
+        "_tensor",
+        ATTR_HELPER,
+        "CONVAUDIT_VERSION",
+        "MODEL",
+        "SUMMARY",
+        "SETTINGS",
+    }
+)
 
 #: Names fx's generated code may use that are not importable by their own __module__/__qualname__.
 _SPECIAL_IMPORTS = {
@@ -323,6 +336,8 @@ def replay_source(report: ConversionReport, plan: Plan, source: str | None, entr
     ]
     src = str(Path(source).resolve()) if not source.startswith("torchvision:") else source
     return _header(report) + _REPLAY.format(
-        reason=_literal(_text(reason)), source=_literal(_text(src)), entry=_data(entry),
+        reason=_literal(_text(reason)),
+        source=_literal(_text(src)),
+        entry=_data(entry),
         layers=pprint.pformat(layers, sort_dicts=False),
-    )  # fmt: skip
+    )

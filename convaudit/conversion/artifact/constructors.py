@@ -108,10 +108,14 @@ def _conv_ctor(c: nn.Module) -> str:
     try:  # a checkpoint's pickle may have set any attribute to anything
         padding = c.padding if isinstance(c.padding, str) else tuple(c.padding)
         kwargs: dict[str, Any] = {
-            "kernel_size": tuple(c.kernel_size), "stride": tuple(c.stride), "padding": padding,
-            "dilation": tuple(c.dilation), "groups": c.groups, "bias": c.bias is not None,
+            "kernel_size": tuple(c.kernel_size),
+            "stride": tuple(c.stride),
+            "padding": padding,
+            "dilation": tuple(c.dilation),
+            "groups": c.groups,
+            "bias": c.bias is not None,
             "padding_mode": c.padding_mode,
-        }  # fmt: skip
+        }
         if c.transposed:
             kwargs["output_padding"] = tuple(c.output_padding)
         args, dtype = (c.in_channels, c.out_channels), c.weight.dtype
@@ -183,7 +187,7 @@ def _same_module(cls: type, args: tuple, kwargs: dict[str, Any], m: nn.Module) -
         if type(built) is not type(m) or built.extra_repr() != m.extra_repr():
             return False
         a, b = built.state_dict(), m.state_dict()
-    except Exception:  # noqa: BLE001 - whatever the class raises, this call is not the module
+    except Exception:
         return False
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         return False

@@ -40,7 +40,7 @@ from convaudit.outputs.files import (
     output_errors,
 )
 
-__all__ = ["write_artifact", "load_converted", "generate_source", "ARTIFACT_FILES"]
+__all__ = ["ARTIFACT_FILES", "generate_source", "load_converted", "write_artifact"]
 
 ARTIFACT_FILES = ("model.py", "state_dict.pt", "conversion.json", "conversion.html")
 
@@ -96,7 +96,9 @@ def load_converted(directory: str | os.PathLike[str], map_location: str = "cpu")
     missing = [name for name in ("model.py", "state_dict.pt") if not (folder / name).is_file()]
     if missing:
         what = "no such directory" if not folder.exists() else f"no {' or '.join(missing)} in it"
-        raise UsageError(f"{folder}: not a convaudit artifact directory ({what}); give the -o directory of convaudit convert")
+        raise UsageError(
+            f"{folder}: not a convaudit artifact directory ({what}); give the -o directory of convaudit convert"
+        )
     module = _import(folder / "model.py")
     return module.load(directory, map_location=map_location)
 
@@ -121,6 +123,9 @@ def _check(tmp: Path, model: nn.Module, example: tuple[tuple, dict], mode: str) 
         want, got = model(*args, **kwargs), rebuilt(*args, **kwargs)
     want_flat = [t for t in torch.utils._pytree.tree_leaves(want) if isinstance(t, torch.Tensor)]
     got_flat = [t for t in torch.utils._pytree.tree_leaves(got) if isinstance(t, torch.Tensor)]
-    if len(want_flat) != len(got_flat) or any(not torch.allclose(w, g, rtol=1e-5, atol=1e-6) for w, g in zip(want_flat, got_flat)):
-        raise ConvauditError(f"the written model.py ({mode}) does not reproduce the converted model; please report this")
-
+    if len(want_flat) != len(got_flat) or any(
+        not torch.allclose(w, g, rtol=1e-5, atol=1e-6) for w, g in zip(want_flat, got_flat)
+    ):
+        raise ConvauditError(
+            f"the written model.py ({mode}) does not reproduce the converted model; please report this"
+        )
