@@ -104,7 +104,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
@@ -210,18 +212,20 @@ def bench_vs_fvcore(repeat: int) -> bool:
     ok = ratio >= TARGET_SPEEDUP_VS_FVCORE
     print()
     print(
-        f"speed-up fvcore/convaudit (medians):     {ratio:6.2f} x   target >= {TARGET_SPEEDUP_VS_FVCORE:.1f} x   {verdict(ok)}"
+        f"speed-up fvcore/convaudit (medians):     {ratio:6.2f} x   "
+        f"target >= {TARGET_SPEEDUP_VS_FVCORE:.1f} x   {verdict(ok)}"
     )
     print(
         f"speed-up fvcore/convaudit (first calls): {ratio_cold:6.2f} x   (informational; first access of "
         f"convaudit.analyze, i.e. its lazy imports, took {import_s:.4f} seconds more, not counted above)"
     )
     print(
-        f"convaudit / one real forward (medians):  {fwd_ratio:6.2f} x   (informational; the issue's 'about one forward')"
+        f"convaudit / one real forward (medians):  {fwd_ratio:6.2f} x   "
+        "(informational; the issue's 'about one forward')"
     )
     print(
         f"MACs: convaudit {analysis.totals.macs:,} [MACs]   fvcore total {fv_total[-1]:,} [fvcore 'flops' = MACs]   "
-        f"trace path {analysis.trace_path!r}, {len(analysis.layers)} conv layers"
+        f"trace path '{analysis.trace_path}', {len(analysis.layers)} conv layers"
     )
     return ok
 
@@ -347,7 +351,8 @@ def bench_4096(repeat: int) -> bool:
     ok_mem = process_peak < TARGET_4096_PEAK_BYTES
     print()
     print(
-        f"time (first call, fresh process): {r['elapsed_seconds']:.4f} seconds   target < {TARGET_4096_SECONDS:.1f} seconds   {verdict(ok_time)}"
+        f"time (first call, fresh process): {r['elapsed_seconds']:.4f} seconds   "
+        f"target < {TARGET_4096_SECONDS:.1f} seconds   {verdict(ok_time)}"
     )
     print(
         f"peak RSS (whole child process):   {process_peak / MIB:,.1f} MiB ({process_peak / 1000**3:.3f} GB)   "
@@ -399,7 +404,8 @@ def bench_scaling(repeat: int) -> bool:
     ok = ratio <= TARGET_SCALING_RATIO
     print()
     print(
-        f"t(2000 convs) / t(200 convs) (medians): {ratio:6.2f} x   target <= {TARGET_SCALING_RATIO:.0f} x (linear = 10 x)   {verdict(ok)}"
+        f"t(2000 convs) / t(200 convs) (medians): {ratio:6.2f} x   "
+        f"target <= {TARGET_SCALING_RATIO:.0f} x (linear = 10 x)   {verdict(ok)}"
     )
     return ok
 

@@ -5,13 +5,13 @@ Prints, in one run:
 (a) resnet50 (torchvision, ``weights=None``) at 1×3×224×224: ``convaudit.convert(model, x, rank=1,
     init="svd")`` converting every candidate. At torch's default thread count and at 1 thread: a first
     call, then the median (min, max) of N more runs, broken down by stage: analysis of the original
-    model (incl. the per-channel SVDs of the separability figures), planning, rewrite (copy +
-    factorisation + module swap), verification (real forwards of both models, every layer on its real
-    inputs, analysis of the converted model). Target: median total under 2 s (verdict at the default
-    thread count). The stages are timed from outside by wrapping the functions ``convaudit.convert``
-    calls, in the namespace of the module defining it (``analyze``, ``plan_conversion``, ``rewrite``,
-    ``_verify``); "other" is what ``convert`` spends outside them. When the target fails (or with ``--profile``),
-    one conversion is run under cProfile and the top functions by cumulative time are listed.
+    model (with the per-channel SVDs of the separability figures when m is chosen by energy), planning,
+    the reference run of the original, rewrite (copy + factorisation + module swap), verification (real
+    forwards of both models, every layer on its real inputs; then the analysis of the converted model).
+    Target: median total under 2 s (verdict at the default
+    thread count). The stages are timed by the pipeline itself: ``Conversion.stage_seconds``; "other" is
+    the wall time of the call outside them. When the target fails (or with ``--profile``), one conversion
+    is run under cProfile and the top functions by cumulative time are listed.
 (b) the digits experiment (``examples/digits_experiment.py``: a small CNN trained on scikit-learn's
     bundled digits, converted at m = 1 with init svd / calibrated / calibrated+sequential / random, then
     fine-tuned) and its accuracy tables. Needs scikit-learn (``pip install '.[examples]'``).
@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import functools
-import importlib
 import importlib.util
 import io
 import os
@@ -42,8 +40,6 @@ import pstats
 import statistics
 import sys
 import time
-import types
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,79 +56,29 @@ from bench_analysis import CpuContention  # noqa: E402
 import convaudit  # noqa: E402
 
 TARGET_SECONDS = 2.0
-STAGES = ("analysis", "planning", "rewrite", "verification", "other")
-#: functions of convaudit.convert wrapped for timing → stage name
-WRAPPED = {"analyze": "analysis", "plan_conversion": "planning", "rewrite": "rewrite", "_verify": "verification"}
+#: stages of Conversion.stage_seconds, in the order convert runs them → how the table labels them
+STAGES = {
+    "analysis": "analysis of the original model",
+    "plan": "planning",
+    "reference": "reference run of the original (outputs, conv inputs)",
+    "rewrite": "rewrite (deepcopy, factorisation, module swap)",
+    "recalibration": "BatchNorm re-estimation",
+    "verification": "verification: real forwards, per-layer errors",
+    "cost_check": "verification: analysis of the converted model",
+}
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def _conversion_module() -> types.ModuleType:
-    """The module that defines ``convaudit.convert`` (the function), whatever the module is called.
-
-    (If a submodule of the same name was imported first, ``convaudit.convert`` is that module.)
-    """
-    fn = convaudit.convert
-    return fn if isinstance(fn, types.ModuleType) else importlib.import_module(fn.__module__)
-
-
-class StageTimer:
-    """Wraps the stage functions in the namespace ``convaudit.convert`` reads them from; the outermost wrapped
-    call gets the time.
-
-    (``_verify`` calls ``analyze`` on the converted model: that time counts as verification, and is also
-    shown on its own as "of which: analysis of the converted model".)
-    """
-
-    def __init__(self) -> None:
-        self.module = _conversion_module()
-        self.times: dict[str, float] = defaultdict(float)
-        self.depth = 0
-        self.originals: dict[str, Callable[..., Any]] = {}
-
-    def __enter__(self) -> StageTimer:
-        for name, stage in WRAPPED.items():
-            fn = getattr(self.module, name, None)
-            if fn is None:  # renamed: its time shows under "other"
-                print(f"    note: {self.module.__name__}.{name} not found; its time is counted under 'other'")
-                continue
-            self.originals[name] = fn
-            setattr(self.module, name, self._wrap(fn, stage))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for name, fn in self.originals.items():
-            setattr(self.module, name, fn)
-
-    def _wrap(self, fn: Callable[..., Any], stage: str) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            outer = self.depth == 0
-            self.depth += 1
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                dt = time.perf_counter() - t
-                self.depth -= 1
-                if outer:
-                    self.times[stage] += dt
-                elif stage == "analysis":
-                    self.times["verification: analysis of the converted model"] += dt
-
-        return timed
-
-    def run(self, fn: Callable[[], Any]) -> dict[str, float]:
-        self.times = defaultdict(float)
-        t = time.perf_counter()
-        fn()
-        total = time.perf_counter() - t
-        out = dict(self.times)
-        out["other"] = total - sum(out.get(s, 0.0) for s in STAGES[:-1])
-        out["total"] = total
-        return out
+def timed_conversion(fn: Callable[[], convaudit.Conversion]) -> dict[str, float]:
+    """Seconds of each stage as the conversion measured them, "other" (the rest of the call) and "total"."""
+    t = time.perf_counter()
+    stages = dict(fn().stage_seconds)
+    stages["total"] = time.perf_counter() - t
+    stages["other"] = stages["total"] - sum(v for k, v in stages.items() if k != "total")
+    return stages
 
 
 def bench_resnet50(repeat: int, profile: bool) -> bool:
@@ -143,30 +89,27 @@ def bench_resnet50(repeat: int, profile: bool) -> bool:
     model = torchvision.models.resnet50(weights=None).eval()
     x = torch.randn(1, 3, 224, 224)
 
-    convert = _conversion_module().convert
-
-    def once() -> Any:
-        return convert(model, (x,), rank=1, init="svd")
+    def once() -> convaudit.Conversion:
+        return convaudit.convert(model, (x,), rank=1, init="svd")
 
     default_threads = torch.get_num_threads()
     verdicts: dict[int, bool] = {}
-    with StageTimer() as timer:
-        rep = once().report
-        print(
-            f"    converted {len(rep.layers)} convs ({len(rep.skipped)} left alone); params {rep.params_before:,} → "
-            f"{rep.params_measured:,}; MACs {rep.macs_before:,} → {rep.macs_measured:,}; measured == predicted: "
-            f"{rep.costs_match}; output error (random input, untrained weights) {rep.output_error:.3f}"
-        )
-        # torch's own thread count is what a user gets; 1 thread is shown too because on a loaded machine
-        # multi-threaded kernels (the real forwards of verification, the SVDs) degrade far more.
-        for threads in [default_threads] + ([1] if default_threads > 1 else []):
-            torch.set_num_threads(threads)
-            try:
-                first = timer.run(once)
-                runs = [timer.run(once) for _ in range(repeat)]
-            finally:
-                torch.set_num_threads(default_threads)
-            verdicts[threads] = _print_stages(threads, first, runs, repeat)
+    rep = once().report
+    print(
+        f"    converted {len(rep.layers)} convs ({len(rep.skipped)} left alone); params {rep.params_before:,} → "
+        f"{rep.params_measured:,}; MACs {rep.macs_before:,} → {rep.macs_measured:,}; measured == predicted: "
+        f"{rep.costs_match}; output error (random input, untrained weights) {rep.output_error:.3f}"
+    )
+    # torch's own thread count is what a user gets; 1 thread is shown too because on a loaded machine
+    # multi-threaded kernels (the real forwards of verification, the SVDs) degrade far more.
+    for threads in [default_threads] + ([1] if default_threads > 1 else []):
+        torch.set_num_threads(threads)
+        try:
+            first = timed_conversion(once)
+            runs = [timed_conversion(once) for _ in range(repeat)]
+        finally:
+            torch.set_num_threads(default_threads)
+        verdicts[threads] = _print_stages(threads, first, runs, repeat)
     ok = verdicts[default_threads]
     print(f"\n    verdict (torch's default, {default_threads} thread(s)): {verdict(ok)}")
     if profile or not ok:
@@ -175,23 +118,22 @@ def bench_resnet50(repeat: int, profile: bool) -> bool:
 
 
 def _print_stages(threads: int, first: dict[str, float], runs: list[dict[str, float]], repeat: int) -> bool:
-    keys = [*STAGES[:-1], "verification: analysis of the converted model", "other", "total"]
-    labels = {
-        "analysis": "analysis of the original (incl. separability SVDs)",
-        "rewrite": "rewrite (deepcopy, factorisation, module swap)",
-        "verification: analysis of the converted model": "  of which: analysis of the converted model",
-    }
+    seen = {k for r in [first, *runs] for k in r}
+    keys = [*(k for k in STAGES if k in seen), *sorted(seen - {*STAGES, "other", "total"}), "other", "total"]
+    labels = {**STAGES, "other": "other (outside the stages)"}
     print(f"\n    torch threads = {threads}")
     print(f"    {'stage':<52} {'first [s]':>9} {'median [s]':>11} {'min [s]':>9} {'max [s]':>9}")
     for k in keys:
         vals = [r.get(k, 0.0) for r in runs]
         print(
-            f"    {labels.get(k, k):<52} {first.get(k, 0.0):9.3f} {statistics.median(vals):11.3f} {min(vals):9.3f} {max(vals):9.3f}"
+            f"    {labels.get(k, k):<52} {first.get(k, 0.0):9.3f} "
+            f"{statistics.median(vals):11.3f} {min(vals):9.3f} {max(vals):9.3f}"
         )
     median_total = statistics.median(r["total"] for r in runs)
     ok = median_total < TARGET_SECONDS
     print(
-        f"    median total {median_total:.3f} s over {repeat} runs (after the first); target < {TARGET_SECONDS:.0f} s   {verdict(ok)}"
+        f"    median total {median_total:.3f} s over {repeat} runs (after the first); "
+        f"target < {TARGET_SECONDS:.0f} s   {verdict(ok)}"
     )
     return ok
 

@@ -33,6 +33,8 @@ _EXPORTS = {
     "SeparableConv1d": "convaudit.conversion",
     "SeparableConv2d": "convaudit.conversion",
     "SeparableConv3d": "convaudit.conversion",
+    "AnalysisOptions": "convaudit.options",
+    "ConversionOptions": "convaudit.options",
 }
 
 #: Module paths of 0.1 that files written by it import (an artifact's replay model.py imports
@@ -43,7 +45,24 @@ COMPAT_MODULES = {
     "convaudit.records": "convaudit.documents.records",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+# a literal list (the names of _EXPORTS and __version__), so that linters and type checkers can read it
+__all__ = [
+    "SCHEMA_VERSION",
+    "Analysis",
+    "AnalysisOptions",
+    "ConvLayer",
+    "Conversion",
+    "ConversionOptions",
+    "ConversionReport",
+    "SeparableConv",
+    "SeparableConv1d",
+    "SeparableConv2d",
+    "SeparableConv3d",
+    "__version__",
+    "analyze",
+    "convert",
+    "load_converted",
+]
 
 if TYPE_CHECKING:
     from convaudit.analysis import analyze
@@ -53,15 +72,19 @@ if TYPE_CHECKING:
         SeparableConv1d,
         SeparableConv2d,
         SeparableConv3d,
-        convert,
     )
     from convaudit.conversion.artifact import load_converted
+
+    # from its own module: through the package, mypy (in the import cycle with `from convaudit import
+    # __version__`) takes `convert` for the submodule convaudit.conversion.convert as well, a redefinition
+    from convaudit.conversion.convert import convert
     from convaudit.documents import (
         SCHEMA_VERSION,
         Analysis,
         ConversionReport,
         ConvLayer,
     )
+    from convaudit.options import AnalysisOptions, ConversionOptions
 
 
 class _CompatFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -16,8 +16,9 @@ What it does, with fixed seeds (single-threaded by default: this model is too sm
    the convs' real inputs from 4 training batches), calibrated with ``sequential=True`` (each layer
    fitted on the inputs it gets from the layers already converted) and ``init="random"`` (same
    structure, fresh weights). Prints the training-free test accuracy, the same after re-estimating the
-   BatchNorm statistics on the calibration batches (``recalibrate_bn=True``, training-free), the output error and per-layer errors from the report, the largest depthwise kernel
-   norm, and params/MACs before and after (measured on the converted model);
+   BatchNorm statistics on the calibration batches (``recalibrate_bn=True``, training-free), the output
+   error and per-layer errors from the report, the largest depthwise kernel norm, and params/MACs before
+   and after (measured on the converted model);
 3. fine-tunes every converted model for the same number of steps (the same batches, the same
    optimiser), printing test accuracy at three points, and the unconverted model as a reference;
 4. prints one table per setup: stage × method → test accuracy (``--markdown``: also in Markdown).
@@ -265,16 +266,21 @@ def _run(opts: argparse.Namespace, say: Any) -> Results:
     train_steps = opts.epochs * steps_per_epoch
     ft = opts.finetune_steps
     checkpoints = tuple(sorted({max(1, ft // 10), max(1, ft // 4), ft}))
-    say(f"digits (scikit-learn {_sklearn_version()}, bundled): {len(data.y_train)} train / {len(data.y_test)} test "
-        f"images, 8×8 upsampled to {SIZE}×{SIZE}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); seed {SEED}")  # fmt: skip
+    say(
+        f"digits (scikit-learn {_sklearn_version()}, bundled): {len(data.y_train)} train / {len(data.y_test)} test "
+        f"images, 8×8 upsampled to {SIZE}×{SIZE}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s); seed {SEED}"
+    )
 
     # 1. the original model
     model = build_model()
     t = time.perf_counter()
     train(model, data, train_steps, lr=3e-3, seed=SEED)
     original_acc = accuracy(model, data.x_test, data.y_test)
-    say(f"\n[1] trained DigitsCNN: {opts.epochs} epochs ({train_steps} steps, batch {BATCH}, Adam 3e-3 cosine) "
-        f"in {time.perf_counter() - t:.1f} s; test accuracy {original_acc:.4f}")  # fmt: skip
+    say(
+        f"\n[1] trained DigitsCNN: {opts.epochs} epochs ({train_steps} steps, batch {BATCH}, Adam 3e-3 cosine) "
+        f"in {time.perf_counter() - t:.1f} s; test accuracy {original_acc:.4f}"
+    )
 
     # 2. conversions at m = 1, training-free
     calibration = [data.x_train[i * BATCH : (i + 1) * BATCH] for i in range(CALIBRATION_BATCHES)]
@@ -287,10 +293,12 @@ def _run(opts: argparse.Namespace, say: Any) -> Results:
         ("calibrated+seq", {"init": "calibrated", "calibration": calibration, "sequential": True}),
         ("random", {"init": "random"}),
     ]
-    say(f"\n[2] convaudit.convert(model, test images, rank=1, order='dw_pw', init=...); calibration = "
+    say(
+        f"\n[2] convaudit.convert(model, test images, rank=1, order='dw_pw', init=...); calibration = "
         f"{CALIBRATION_BATCHES} training batches of {BATCH} images. Errors (relative L2, from the report) are "
         f"measured on the {n} test images; 'BN re-est.' = test accuracy after recomputing BatchNorm statistics "
-        f"on the calibration batches (convaudit's recalibrate_bn).")  # fmt: skip
+        f"on the calibration batches (convaudit's recalibrate_bn)."
+    )
     setups: list[Setup] = []
     converted: dict[tuple[int, str], nn.Module] = {}
     report = None
@@ -305,44 +313,65 @@ def _run(opts: argparse.Namespace, say: Any) -> Results:
             report = result.report
             converted[si, name] = result.model
             res = MethodResult(
-                name=name, training_free=accuracy(result.model, data.x_test, data.y_test),
+                name=name,
+                training_free=accuracy(result.model, data.x_test, data.y_test),
                 bn_reestimated=accuracy(reestimate_batchnorm(result.model, calibration), data.x_test, data.y_test),
-                output_error=report.output_error, layer_errors={layer.name: layer.relative_error for layer in report.layers},
-                max_dw_norm=max_depthwise_norm(result.model), seconds=seconds,
-            )  # fmt: skip
+                output_error=report.output_error,
+                layer_errors={layer.name: layer.relative_error for layer in report.layers},
+                max_dw_norm=max_depthwise_norm(result.model),
+                seconds=seconds,
+            )
             methods.append(res)
             errs = " ".join(f"{k} {_fmt(e)}" for k, e in res.layer_errors.items())
-            say(f"    {name:<15} acc {res.training_free:.4f}  BN re-est. {res.bn_reestimated:.4f}  output error "
+            say(
+                f"    {name:<15} acc {res.training_free:.4f}  BN re-est. {res.bn_reestimated:.4f}  output error "
                 f"{_fmt(res.output_error)}  per-layer error: {errs}  max |dw kernel| {res.max_dw_norm:.3g}  "
-                f"({seconds:.2f} s)")  # fmt: skip
+                f"({seconds:.2f} s)"
+            )
         assert report is not None
         setups.append(
             Setup(title, exclude, methods, report.params_measured, report.macs_measured // n, report.costs_match)
         )
-        say(f"    params {report.params_before:,} → {report.params_measured:,} ({report.params_measured / report.params_before:.3f}×)"
+        say(
+            f"    params {report.params_before:,} → {report.params_measured:,} "
+            f"({report.params_measured / report.params_before:.3f}×)"
             f"; MACs per image {report.macs_before // n:,} → {report.macs_measured // n:,} "
-            f"({report.macs_measured / report.macs_before:.3f}×); measured == predicted: {report.costs_match}")  # fmt: skip
+            f"({report.macs_measured / report.macs_before:.3f}×); measured == predicted: {report.costs_match}"
+        )
     assert report is not None
 
     # 3. fine-tuning, the same budget for everyone (and for the original, as a reference)
-    say(f"\n[3] fine-tuning: {ft} steps each (batch {BATCH}, Adam 1e-3 cosine, the same batch order); "
-        f"test accuracy after {', '.join(map(str, checkpoints))} steps")  # fmt: skip
+    say(
+        f"\n[3] fine-tuning: {ft} steps each (batch {BATCH}, Adam 1e-3 cosine, the same batch order); "
+        f"test accuracy after {', '.join(map(str, checkpoints))} steps"
+    )
     for si, setup in enumerate(setups):
         say(f"  {setup.title.split('(')[0].strip()}")
         for res in setup.methods:
             t = time.perf_counter()
             res.finetuned = train(converted[si, res.name], data, ft, lr=1e-3, seed=SEED + 2, evaluate_at=checkpoints)
-            say(f"    {res.name:<15} " + "  ".join(f"{s:>4} steps {a:.4f}" for s, a in res.finetuned.items())
-                + f"  ({time.perf_counter() - t:.1f} s)")  # fmt: skip
+            say(
+                f"    {res.name:<15} "
+                + "  ".join(f"{s:>4} steps {a:.4f}" for s, a in res.finetuned.items())
+                + f"  ({time.perf_counter() - t:.1f} s)"
+            )
     original_ft = train(copy.deepcopy(model), data, ft, lr=1e-3, seed=SEED + 2, evaluate_at=checkpoints)
     say("  original (unconverted)  " + "  ".join(f"{s:>4} steps {a:.4f}" for s, a in original_ft.items()))
 
     results = Results(
-        original_accuracy=original_acc, original_bn_reestimated=original_bn, original_finetuned=original_ft,
-        setups=setups, params_before=report.params_before, macs_before=report.macs_before // n, train_steps=train_steps,
-        finetune_steps=ft, checkpoints=checkpoints, n_train=len(data.y_train), n_test=n,
+        original_accuracy=original_acc,
+        original_bn_reestimated=original_bn,
+        original_finetuned=original_ft,
+        setups=setups,
+        params_before=report.params_before,
+        macs_before=report.macs_before // n,
+        train_steps=train_steps,
+        finetune_steps=ft,
+        checkpoints=checkpoints,
+        n_train=len(data.y_train),
+        n_test=n,
         seconds=time.perf_counter() - t_start,
-    )  # fmt: skip
+    )
     say("\n[4] test accuracy, stage × method (chance = 0.10)")
     say(format_table(results))
     if opts.markdown:
@@ -393,7 +422,7 @@ def format_table(r: Results) -> str:
     out: list[str] = []
     for setup in r.setups:
         names, rows = _rows(r, setup, ".4f")
-        w0 = max(len(label) for label, _ in rows + [("stage \\ method", [])])
+        w0 = max(len(label) for label, _ in [*rows, ("stage \\ method", [])])
         widths = [max(len(nm), *(len(cells[i]) for _, cells in rows)) for i, nm in enumerate(names)]
 
         out += ["", setup.title, _line("stage \\ method", names, w0, widths)]

@@ -12,7 +12,7 @@ from tests.fixtures import nets
 def test_graph_mirrors_the_traced_graph() -> None:
     g = build_graph(trace(nets.SharedConv()).graph, {"conv": 5}, {"conv": "conv"})
     assert isinstance(g, nx.DiGraph) and nx.is_directed_acyclic_graph(g)
-    assert list(nx.topological_sort(g))[0] == "x" and g.nodes["conv"]["macs"] == 5
+    assert next(iter(nx.topological_sort(g))) == "x" and g.nodes["conv"]["macs"] == 5
     assert g.number_of_edges() == 4  # x → conv → conv_1 → conv_2 → output
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from convaudit.analysis.rules.costs import (
-    MAC_RULES,
+from convaudit.analysis.rules.costs import MAC_RULES
+from convaudit.analysis.rules.formulas import (
     conv_macs,
     conv_params,
     dw_pw_cost,
@@ -106,7 +106,7 @@ def test_separable_costs_equal_built_modules(c: dict, m: int) -> None:
     conv, shape = _conv(c)
     nd, g, k = c["dims"], conv.groups, conv.kernel_size
     Conv = getattr(nn, f"Conv{nd}d")
-    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    kw = {"stride": conv.stride, "padding": conv.padding, "dilation": conv.dilation}
     dw = Conv(conv.in_channels, conv.in_channels * m, k, groups=conv.in_channels, bias=False, **kw)
     pw = Conv(conv.in_channels * m, conv.out_channels, 1, groups=g, bias=True)
     dwpw = nn.Sequential(dw, pw)

@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from convaudit.analysis.rules.shapes import SHAPE_RULES, ShapeMismatch
+from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
 
 
 def oracle_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -67,6 +67,15 @@ def test_pool_shape_rule(kind, dims, k, stride, padding, ceil, size) -> None:
     with FakeTensorMode():
         x = torch.empty(shape)
     assert SHAPE_RULES.lookup(module)(module, (x,), {}) == expected
+
+
+@pytest.mark.parametrize("module", [nn.MaxPool2d((3,)), nn.AvgPool2d(3, stride=(2,)), nn.AdaptiveAvgPool2d((4,))])
+def test_pool_sizes_shorter_than_its_dims_are_left_to_pytorch(module: nn.Module) -> None:
+    """A pool stores its sizes as given: what (3,) means on a 2-d pool is PyTorch's call, not a zip's."""
+    with FakeTensorMode():
+        x = torch.empty(1, 3, 9, 9)
+    with pytest.raises(NoRule):
+        SHAPE_RULES.lookup(module)(module, (x,), {})
 
 
 @pytest.mark.parametrize(

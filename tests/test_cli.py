@@ -1,5 +1,6 @@
 """The command line as a user meets it: exit codes, one-line errors, outputs, --force, --debug."""
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from convaudit.cli.app import main
+from convaudit.cli.app import COMMANDS, build_parser, main
+from convaudit.cli.shared import Command
 from convaudit.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +156,50 @@ def test_unknown_option_is_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["report", "x.py", "--frobnicate"])
     assert info.value.code == EXIT_USAGE
+
+
+# ---------------------------------------------------------------- the command table, formats from the registry
+
+
+def test_commands_come_from_one_table_with_shared_options() -> None:
+    assert [c.name for c in COMMANDS] == ["report", "convert"]
+    shared = ["--input-shape", "1,3,8,8", "--entry", "E", "--weights", "w.pt", "--trust", "m", "-o", "o"]
+    for command in COMMANDS:
+        args = build_parser().parse_args([command.name, "model.py", *shared, "--force", "-q", "--debug"])
+        assert (args.source, args.input_shape, args.entry, args.weights, args.trust, args.output) == (
+            "model.py",
+            ["1,3,8,8"],
+            "E",
+            "w.pt",
+            ["m"],
+            "o",
+        )
+        assert args.force and args.quiet and args.debug
+    extra = Command("hello", "say hello", lambda p: p.add_argument("--name"), lambda args: EXIT_OK)
+    assert build_parser([*COMMANDS, extra]).parse_args(["hello", "--name", "x"]).name == "x"
+
+
+def render_shout(analysis) -> str:
+    """A format another package could install: the entry point below names it."""
+    return f"{analysis.model_class.upper()} HAS {len(analysis.layers)} CONVS\n"
+
+
+def test_format_installed_through_an_entry_point_is_accepted(monkeypatch, capsys) -> None:
+    real = importlib.metadata.entry_points
+    ours = importlib.metadata.EntryPoints(
+        [importlib.metadata.EntryPoint("shout", f"{__name__}:render_shout", "convaudit.formats")]
+    )
+
+    def entry_points(**params):
+        return ours.select(**params) if params.get("group") == "convaudit.formats" else real(**params)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    model = str(EXAMPLES / "small_cnn.py")
+    assert main(["report", model, "--format", "shout", "-o", "-", "--no-cross-check"]) == EXIT_OK
+    assert "SMALLCNN HAS" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["report", model, "--format", "yell", "-o", "-"])
+    assert info.value.code == EXIT_USAGE and "invalid choice: 'yell'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- convaudit convert

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import convaudit
 from convaudit.analysis.tracing import ConvTracer
 from convaudit.conversion.artifact.codegen import _imports
-from convaudit.conversion.artifact.constructors import _conv_ctor, _ctor, _NotGenerable
+from convaudit.conversion.artifact.constructors import NotGenerable, _conv_ctor, constructor
 from convaudit.conversion.artifact.writer import load_converted, write_artifact
 from convaudit.conversion.safe_fx import safe_codegen
 
@@ -130,7 +130,7 @@ def test_hostile_names_are_data(names: list[str]) -> None:
         markers = Path(tmp) / "markers"
         markers.mkdir()
         filled = [fill(n, i) for i, n in enumerate(names)]
-        roles, file_name = dict(zip(ROLES, filled[:5])), filled[5].replace("/", "_").replace("\x00", "_")
+        roles, file_name = dict(zip(ROLES, filled[:5], strict=True)), filled[5].replace("/", "_").replace("\x00", "_")
         assume(len({*roles.values()}) == len(roles) and all(usable(n) for n in roles.values()))  # a buildable model
         model, x = Hostile(roles), torch.randn(1, 3, 6, 6)
         source = str(Path(tmp) / "src" / f"{file_name}.py")
@@ -178,7 +178,7 @@ def test_fx_graph_module_compiles_hostile_names_as_data(tmp_path: Path, monkeypa
 def test_conv_attributes_must_be_plain_data(tmp_path: Path) -> None:
     conv = nn.Conv2d(3, 8, 3)
     conv.in_channels = f"open({str(tmp_path / 'm')!r}, 'w') or 3"  # as a pickle may set it
-    with pytest.raises(_NotGenerable):
+    with pytest.raises(NotGenerable):
         _conv_ctor(conv)
     assert not (tmp_path / "m").exists()
 
@@ -186,7 +186,7 @@ def test_conv_attributes_must_be_plain_data(tmp_path: Path) -> None:
 def test_module_attributes_are_written_as_strings(tmp_path: Path) -> None:
     bn = nn.BatchNorm2d(8)
     bn.affine = f"open({str(tmp_path / 'm')!r}, 'w') or True"  # BatchNorm's repr shows it raw
-    expr = _ctor(bn)
+    expr = constructor(bn)
     call = ast.parse(expr, mode="eval").body
     assert isinstance(call, ast.Call)
     assert {k.arg: ast.literal_eval(k.value) for k in call.keywords}["affine"] == bn.affine
@@ -198,9 +198,9 @@ def test_imports_name_only_dotted_identifiers_of_loaded_modules() -> None:
 
     for module, qual in [("os; import this", "f"), ("torch", "f(); import this"), ("not_loaded_anywhere", "f")]:
         f.__module__, f.__qualname__ = module, qual
-        with pytest.raises(_NotGenerable):
+        with pytest.raises(NotGenerable):
             _imports({"f": f})
     fake = types.ModuleType("x; import this")
-    with pytest.raises(_NotGenerable):
+    with pytest.raises(NotGenerable):
         _imports({"m": fake})
     assert _imports({"getattr": getattr}) == ["from builtins import getattr"]

@@ -14,8 +14,9 @@ import pytest
 
 import convaudit
 from convaudit.documents.records import Analysis, CrossCheck, GraphNode, GraphView
-from convaudit.formats import html as html_format
-from convaudit.formats.html import SOURCE_TEMPLATES, render_html, script_json, template_root
+from convaudit.formats import html_table, templating
+from convaudit.formats.html import render_html
+from convaudit.formats.templating import SOURCE_TEMPLATES, script_json, template_root
 from tests.fixtures.models import EvilNames, OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def test_sortable_table_markup(small: Analysis) -> None:
     table = re.search(r'<table id="layer-table" class="data sortable">(.*?)</table>', text, re.S)
     assert table is not None
     head = re.findall(r'<th class="[^"]*" data-type="(num|text)"', table.group(1))
-    assert len(head) == len(html_format._COLUMNS) and "num" in head and "text" in head
+    assert len(head) == len(html_table.COLUMNS) and "num" in head and "text" in head
     for label in ("params", "MACs", "bytes moved", "FLOP per byte", "file:line", "shape"):
         assert label in table.group(1)
     assert "makeSortable" in text and 'id="ops-table" class="data sortable compact"' in text
@@ -204,7 +205,7 @@ def test_templates_from_the_source_tree(small: Analysis, in_root: Path, monkeypa
     def not_installed(name: str):
         raise ModuleNotFoundError(name)
 
-    monkeypatch.setattr(html_format.importlib.resources, "files", not_installed)
+    monkeypatch.setattr(templating.importlib.resources, "files", not_installed)
     assert template_root() == SOURCE_TEMPLATES
     assert render_html(small) == expected
 
@@ -216,7 +217,7 @@ def test_templates_from_the_package(small: Analysis) -> None:
 
 
 def test_autoescape_is_on() -> None:
-    env = html_format._environment(SOURCE_TEMPLATES)
+    env = templating.jinja_environment(SOURCE_TEMPLATES)
     assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
 
 
@@ -337,7 +338,7 @@ def test_table_sorts_and_filters_in_chromium(small: Analysis, tmp_path: Path) ->
     ],
 )
 def test_long_names_keep_their_specific_end(name: str, shown: str) -> None:
-    assert html_format._short_name(name) == shown
+    assert html_table._short_name(name) == shown
 
 
 def test_weight_energy_shown_when_known(small: Analysis) -> None:

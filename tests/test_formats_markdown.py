@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def many() -> Analysis:
     import torch.nn as nn
 
     widths = [3] + [8 + 4 * i for i in range(12)]
-    model = nn.Sequential(*(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths, widths[1:])))
+    model = nn.Sequential(*(nn.Conv2d(a, b, 3, padding=1) for a, b in itertools.pairwise(widths)))
     return convaudit.analyze(model, input_shape=(1, 3, 16, 16))
 
 

@@ -76,7 +76,7 @@ def markers(tmp_path: Path) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- checkpoints (vetting imports nothing; --trust; --weights)
+# ------------------------------------------------------- checkpoints (vetting imports nothing; --trust; --weights)
 
 
 ZEN = "Beautiful is better than ugly"
@@ -85,8 +85,12 @@ ZEN_PICKLES = {
     "GLOBAL": b"\x80\x02cthis\nZen\n)R.",
     "STACK_GLOBAL": b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x93)R.",
     "STACK_GLOBAL via memo": b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x86\x94h\x00h\x01\x93)R.",  # BINGET 0, BINGET 1
-    "STACK_GLOBAL via LONG_BINGET": b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x86\x94j\x00\x00\x00\x00j\x01\x00\x00\x00\x93)R.",
-    "STACK_GLOBAL, protocol 5 framed": b"\x80\x05\x95\x13\x00\x00\x00\x00\x00\x00\x00\x8c\x04this\x94\x8c\x03Zen\x94\x93)R.",
+    "STACK_GLOBAL via LONG_BINGET": (
+        b"\x80\x04\x8c\x04this\x94\x8c\x03Zen\x94\x86\x94j\x00\x00\x00\x00j\x01\x00\x00\x00\x93)R."
+    ),
+    "STACK_GLOBAL, protocol 5 framed": (
+        b"\x80\x05\x95\x13\x00\x00\x00\x00\x00\x00\x00\x8c\x04this\x94\x8c\x03Zen\x94\x93)R."
+    ),
     "INST": b"(ithis\nZen\n.",
     "OBJ": b"(cthis\nZen\no.",
 }

@@ -20,7 +20,7 @@ def test_candidates_are_timed_and_the_model_is_not_run() -> None:
     assert not calls
     t = a.timing
     assert t.threads >= 1 and t.repeats == 10 and [x.name for x in t.layers] == ["0", "2"]
-    for x, layer in zip(t.layers, a.candidates):
+    for x, layer in zip(t.layers, a.candidates, strict=True):
         assert (
             x.seconds > 0 and x.seconds_dw_pw > 0 and x.speedup_measured == pytest.approx(x.seconds / x.seconds_dw_pw)
         )

@@ -28,7 +28,7 @@ def test_write_and_refuse(tmp_path: Path) -> None:
 def test_force_replaces_only_our_own_file(tmp_path: Path) -> None:
     target = tmp_path / "r.txt"
     target.write_text("the user's notes\n")
-    with pytest.raises(UsageError, match="r.txt was not written by convaudit .*left it alone"):
+    with pytest.raises(UsageError, match=r"r.txt was not written by convaudit .*left it alone"):
         write_atomic(target, ours("x"), force=True)
     assert target.read_text() == "the user's notes\n"
     assert [p.name for p in tmp_path.iterdir()] == ["r.txt"]
@@ -42,7 +42,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "link", boom)
-    with pytest.raises(UsageError, match="cannot write .*r.txt: No space left on device"):
+    with pytest.raises(UsageError, match=r"cannot write .*r.txt: No space left on device"):
         write_atomic(tmp_path / "r.txt", "x")
     assert list(tmp_path.iterdir()) == []
 
@@ -272,7 +272,7 @@ def test_an_os_error_while_claiming_is_one_line(tmp_path: Path, monkeypatch) -> 
 
     tmp = _finished(tmp_path / "out")
     monkeypatch.setattr(os, "mkdir", read_only)
-    with pytest.raises(UsageError, match="cannot write .*out: Read-only file system"):
+    with pytest.raises(UsageError, match=r"cannot write .*out: Read-only file system"):
         claim_directory(tmp, tmp_path / "out")
     discard(tmp)
     assert list(tmp_path.iterdir()) == []

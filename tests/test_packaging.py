@@ -49,9 +49,9 @@ def test_installed_wheel_renders_html(wheel: Path, tmp_path: Path) -> None:
     script = (
         "import convaudit, torch.nn as nn\n"
         "from convaudit.formats import render\n"
-        "assert convaudit.__file__.startswith(%r), convaudit.__file__\n"
+        f"assert convaudit.__file__.startswith({str(site)!r}), convaudit.__file__\n"
         "a = convaudit.analyze(nn.Sequential(nn.Conv2d(3, 8, 3)), input_shape=(1, 3, 16, 16))\n"
-        "print(render(a, 'html'))\n" % str(site)
+        "print(render(a, 'html'))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],

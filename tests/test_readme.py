@@ -25,6 +25,19 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert test in ci
 
 
+def test_the_checks_run_after_the_install_and_before_the_tests() -> None:
+    import tomllib
+
+    _, test = readme_commands()
+    steps = [step.strip() for step in test.split("&&")]
+    install, tests = steps.index("pip install '.[test]'"), steps.index("python -m pytest")
+    for check in ("ruff format --check", "ruff check", "mypy", "lint-imports"):
+        assert install < steps.index(check) < tests, check
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    pinned = {e.split("==")[0] for e in extras if "==" in e}
+    assert {"ruff", "mypy", "import-linter"} <= pinned
+
+
 def test_test_extras_bring_torchvision() -> None:
     import tomllib
 

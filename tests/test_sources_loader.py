@@ -34,7 +34,8 @@ def test_single_class(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "one.py",
-        "import torch.nn as nn\nclass Net(nn.Sequential):\n    def __init__(self):\n        super().__init__(nn.Conv1d(4, 8, 3))\n",
+        "import torch.nn as nn\nclass Net(nn.Sequential):\n"
+        "    def __init__(self):\n        super().__init__(nn.Conv1d(4, 8, 3))\n",
     )
     loaded = load(str(path))
     assert loaded.entry == "Net()" and loaded.args[0].shape == (1, 4, 1024)
@@ -173,13 +174,15 @@ def test_every_protocol_of_a_genuine_save_loads(tmp_path: Path, protocol: int, z
         torch.save(model, path, pickle_protocol=protocol)
         whole = load(str(path), input_shapes=[(1, 3, 8, 8)]).model
         assert type(whole) is TwoConvs and whole._non_persistent_buffers_set == {"scratch"}
-        assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), model.state_dict().values()))
+        assert all(
+            torch.equal(a, b) for a, b in zip(whole.state_dict().values(), model.state_dict().values(), strict=True)
+        )
 
 
 def test_legacy_whole_module_is_one_clear_line(tmp_path: Path) -> None:
     path = tmp_path / "old.pt"
     torch.save(TwoConvs(), path, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match="old non-zip format.*re-save it"):
+    with pytest.raises(CheckpointError, match=r"old non-zip format.*re-save it"):
         load(str(path))
 
 
@@ -306,7 +309,7 @@ def test_weights_without_a_state_dict(tmp_path: Path, obj: object, pattern: str)
 
 
 def test_missing_weights_file_is_usage(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="--weights .*no such file"):
+    with pytest.raises(UsageError, match=r"--weights .*no such file"):
         load(str(write(tmp_path, "net.py", TWO_CONVS_PY)), weights=str(tmp_path / "nope.pt"))
 
 
@@ -330,7 +333,7 @@ def test_trust_of_a_missing_module_is_usage(tmp_path: Path) -> None:
     from tests.test_hostile import raw_checkpoint
 
     ckpt = raw_checkpoint(tmp_path / "ck.pt", b"\x80\x02cnosuchmod_xyz\nNet\n)\x81.")
-    with pytest.raises(UsageError, match="--trust nosuchmod_xyz: no module nosuchmod_xyz on sys.path or beside ck.pt"):
+    with pytest.raises(UsageError, match=r"--trust nosuchmod_xyz: no module nosuchmod_xyz on sys.path or beside ck.pt"):
         load(str(ckpt), trust=["nosuchmod_xyz"])
     with pytest.raises(UsageError, match="give a module name"):
         load(str(ckpt), trust=["not a module"])

@@ -1,6 +1,7 @@
 """Where layers are defined: recorded while loading, else found in the parent's __init__."""
 
 import inspect
+from pathlib import Path
 
 import torch.nn as nn
 
@@ -20,7 +21,7 @@ def test_found_in_the_parents_init_without_recording() -> None:
     model = nets.SharedConv()
     source = definition_of(model, "conv")
     path, _, n = source.rpartition(":")
-    assert "self.conv = nn.Conv2d" in open(path).read().splitlines()[int(n) - 1]
+    assert "self.conv = nn.Conv2d" in Path(path).read_text().splitlines()[int(n) - 1]
 
 
 def test_parameters() -> None:
@@ -33,4 +34,4 @@ def test_parameters() -> None:
     root = nn.Module()
     root.head = Head()
     path, _, n = parameter_definition(root, "head.kernel").rpartition(":")
-    assert "self.kernel = nn.Parameter" in open(path).read().splitlines()[int(n) - 1]
+    assert "self.kernel = nn.Parameter" in Path(path).read_text().splitlines()[int(n) - 1]

@@ -42,7 +42,8 @@ pytestmark = pytest.mark.zoo
 
 aten = torch.ops.aten
 
-#: rank="full" must be exact to this relative error (convaudit.conversion.EXACT_TOLERANCE, what ``exact=True`` enforces).
+#: rank="full" must be exact to this relative error
+#: (convaudit.conversion.EXACT_TOLERANCE, what ``exact=True`` enforces).
 EXACT_TOLERANCE = 1e-4
 
 # ---------------------------------------------------------------- models and inputs
@@ -196,7 +197,8 @@ def cost_problems(c: convaudit.Conversion, x: torch.Tensor) -> list[str]:
         )
     if (r.params_measured, r.macs_measured) != (plan.params_after, plan.macs_after):
         problems.append(
-            f"report measured {(r.params_measured, r.macs_measured)} != plan predicted {(plan.params_after, plan.macs_after)}"
+            f"report measured {(r.params_measured, r.macs_measured)} "
+            f"!= plan predicted {(plan.params_after, plan.macs_after)}"
         )
     if (r.params_before, r.macs_before) != (plan.params_before, plan.macs_before):
         problems.append(
@@ -246,7 +248,8 @@ def structure_problems(c: convaudit.Conversion, model: nn.Module) -> list[str]:
                 )
             elif (new.order, new.multiplier) != (want.order, want.rank):
                 problems.append(
-                    f"{name}: SeparableConv({new.order}, m={new.multiplier}) but the report says ({want.order}, m={want.rank})"
+                    f"{name}: SeparableConv({new.order}, m={new.multiplier}) "
+                    f"but the report says ({want.order}, m={want.rank})"
                 )
         elif type(new) is not type(m):
             problems.append(f"{name} was not converted but is now a {type(new).__name__} (was {type(m).__name__})")
@@ -260,7 +263,7 @@ def output_problems(want: Any, got: Any) -> list[str]:
         return [f"output structure changed: {want_spec} -> {got_spec}"]
     problems = [
         f"output {i}: {tuple(g.shape)} {g.dtype} (original {tuple(w.shape)} {w.dtype})"
-        for i, (w, g) in enumerate(zip(want_t, got_t))
+        for i, (w, g) in enumerate(zip(want_t, got_t, strict=True))
         if g.shape != w.shape or g.dtype != w.dtype
     ]
     return problems + [
@@ -281,7 +284,11 @@ def test_converted_model_runs_with_the_original_output_shapes(case: Case) -> Non
     problems = output_problems(case.expected, got)
     assert not problems, f"{case.name}: {problems}"
     # the report's output error is the one measured here
-    mine = max(rel_error(g, w) for g, w in zip(tensors(got)[0], tensors(case.expected)[0]) if w.is_floating_point())
+    mine = max(
+        rel_error(g, w)
+        for g, w in zip(tensors(got)[0], tensors(case.expected)[0], strict=True)
+        if w.is_floating_point()
+    )
     assert c.report.output_error == pytest.approx(mine, rel=1e-6, abs=1e-12), (
         f"{case.name}: report.output_error {c.report.output_error} but the outputs differ by {mine}"
     )
@@ -301,7 +308,7 @@ def test_original_model_is_unchanged(case: Case) -> None:
         f"{case.name}: the original holds SeparableConvs"
     )
     again = run(case.model, case.x)
-    same = all(torch.equal(a, b) for a, b in zip(tensors(case.expected)[0], tensors(again)[0]))
+    same = all(torch.equal(a, b) for a, b in zip(tensors(case.expected)[0], tensors(again)[0], strict=True))
     assert same, f"{case.name}: the original model computes something else after convert()"
 
 
@@ -347,7 +354,7 @@ def test_full_rank_is_exact(name: str) -> None:
     # the same, measured here: the outputs themselves (googlenet in eval returns a plain tensor)
     got = run(c.model, x)
     assert not output_problems(expected, got)
-    errors = [rel_error(g, w) for g, w in zip(tensors(got)[0], tensors(expected)[0])]
+    errors = [rel_error(g, w) for g, w in zip(tensors(got)[0], tensors(expected)[0], strict=True)]
     assert max(errors) < EXACT_TOLERANCE, f"{name}: rank='full' output relative errors {errors}"
     problems = cost_problems(c, x)
     assert not problems, f"{name} rank='full':\n" + "\n".join(problems)
@@ -376,7 +383,9 @@ def test_artifact_reloads_to_the_same_model(name: str, tmp_path: Any) -> None:
     assert [k for k, _ in want] == [k for k, _ in got], (
         f"{name}: reloaded outputs {[k for k, _ in got]} vs {[k for k, _ in want]}"
     )
-    diffs = [float((g - w).abs().max()) if g.shape == w.shape else None for (_, w), (_, g) in zip(want, got)]
+    diffs = [
+        float((g - w).abs().max()) if g.shape == w.shape else None for (_, w), (_, g) in zip(want, got, strict=True)
+    ]
     assert all(d == 0.0 for d in diffs), (
         f"{name}: reloaded artifact's outputs differ from the converted model's by {diffs}"
     )

@@ -35,10 +35,11 @@ from convaudit.analysis.totals import (
 )
 from convaudit.analysis.tracing import trace
 from convaudit.documents.records import Analysis, ConvLayer
-from convaudit.errors import UsageError
 from convaudit.latency.measure import measure
+from convaudit.options import AnalysisOptions, options_from
 from convaudit.sources.inputs import flat_tensors, floating_dtype, normalize_inputs
 from convaudit.sources.locations import definition_of, parameter_definition
+from convaudit.vocab import TracePath
 
 __all__ = ["analyze"]
 
@@ -55,14 +56,8 @@ def analyze(
     example_kwargs: Mapping[str, Any] | None = None,
     *,
     input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
-    cross_check: bool = False,
-    rules: Mapping[Any, Any] | None = None,
-    shape_rules: Mapping[Any, Any] | None = None,
-    leaf_types: Sequence[type] = (),
-    graph: bool = True,
-    separability: bool = False,
-    timing: bool = False,
-    source: str | None = None,
+    options: AnalysisOptions | None = None,
+    **keywords: Any,
 ) -> Analysis:
     """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
 
@@ -70,41 +65,26 @@ def analyze(
         example_inputs: a tensor or a tuple of positional inputs (real or ``device="meta"``).
         example_kwargs: keyword inputs of ``forward``.
         input_shape: instead of ``example_inputs``: one shape, or a list of shapes (float32 inputs).
-        cross_check: also count with fvcore (runs a real forward; off by default to stay fast).
-        rules: per-call MAC rule overrides, ``{MyModule: rule, nn.Dropout: None}`` (None = ignore on purpose).
-        shape_rules: per-call shape rule overrides.
-        leaf_types: module types the tracer must not trace into.
-        graph: build the graph view.
-        separability: read candidate weights for the energy each separable form keeps (an SVD per
-            channel: off by default so analysis stays at about one forward's time; the CLI turns it on).
-        timing: time every candidate and its depthwise→pointwise form on this device (real compute on
-            fresh layers of the same configuration; the model itself is not run).
-        source: how the model was named by the user (shown in reports).
+        options: an :class:`~convaudit.options.AnalysisOptions`; its fields may also be given as keywords
+            (they override ``options``'):
+            ``cross_check`` also count with fvcore (runs a real forward; off by default to stay fast);
+            ``rules`` per-call MAC rule overrides, ``{MyModule: rule, nn.Dropout: None}`` (None = ignore on purpose);
+            ``shape_rules`` per-call shape rule overrides;
+            ``leaf_types`` module types the tracer must not trace into;
+            ``graph`` build the graph view (default on);
+            ``separability`` read candidate weights for the energy each separable form keeps (an SVD per
+            channel: off by default so analysis stays at about one forward's time; the CLI turns it on);
+            ``timing`` time every candidate and its depthwise→pointwise form on this device (real compute on
+            fresh layers of the same configuration; the model itself is not run);
+            ``source`` how the model was named by the user (shown in reports).
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
     """
+    opts = options_from(AnalysisOptions, options, keywords, "analyze")
     check_model(model)
-    for key, rule in (rules or {}).items():
-        if rule is not None and not callable(rule):
-            raise UsageError(
-                f"rules[{key!r}] is a {type(rule).__name__}; give a function of the call, or None to ignore it"
-            )
     # Tracing and propagation execute the model's code: whatever it does to the modules is undone after.
     with _no_cyclic_gc(), untouched(model):  # NB: a full GC over torch's heap costs more than analysing 2000 convs
-        return _analyze(
-            model,
-            example_inputs,
-            example_kwargs,
-            input_shape,
-            cross_check,
-            rules,
-            shape_rules,
-            leaf_types,
-            graph,
-            separability,
-            timing,
-            source,
-        )
+        return _analyze(model, example_inputs, example_kwargs, input_shape, opts)
 
 
 @contextlib.contextmanager
@@ -124,38 +104,32 @@ def _analyze(
     example_inputs: Any,
     example_kwargs: Mapping[str, Any] | None,
     input_shape: Any,
-    cross_check: bool,
-    rules: Mapping[Any, Any] | None,
-    shape_rules: Mapping[Any, Any] | None,
-    leaf_types: Sequence[type],
-    graph: bool,
-    separability: bool,
-    timing: bool,
-    source: str | None,
+    options: AnalysisOptions,
 ) -> Analysis:
     args, kwargs = normalize_inputs(example_inputs, example_kwargs, input_shape, floating_dtype(model))
     ctx = FakeContext(next((p.device for p in model.parameters()), torch.device("cpu")))
     fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)
+    note: str | None = None  # why the hook path was taken, if it was
     try:
-        traced = trace(model, leaf_types)
+        traced = trace(model, options.leaf_types)
     except Exception as exc:  # any tracer failure (control flow, len() of a proxy, ...) takes the hook path
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         traced, note = None, HOOKS_NOTE.format(reason=reason[:160])
     if traced is not None:
-        calls = propagate_fx(traced, fake_args, fake_kwargs, ctx, shape_rules)
-        path, note = "fx", None
+        calls = propagate_fx(traced, fake_args, fake_kwargs, ctx, options.shape_rules)
+        path = TracePath.FX
         extra_aten: list = []
     else:
         run = propagate_hooks(model, fake_args, fake_kwargs, ctx)
-        calls, path, extra_aten = run.conv_calls, "hooks", run.aten
+        calls, path, extra_aten = run.conv_calls, TracePath.HOOKS, run.aten
 
     layers = conv_layers(
         calls, model, lambda name: definition_of(model, name), lambda target: parameter_definition(model, target)
     )
-    if separability:
+    if options.separability:
         layers = [_with_separability(model, layer) for layer in layers]
-    if path == "fx":
-        costs = [call_cost(c, rules) for c in calls]
+    if path is TracePath.FX:
+        costs = [call_cost(c, options.rules) for c in calls]
         ops, total_macs, missing = op_summaries(calls, costs)
     else:  # the recorder saw every aten op of the forward, convs included
         costs, ops = [], []
@@ -163,16 +137,16 @@ def _analyze(
         missing = list(dict.fromkeys(uncosted(extra_aten, "forward")))
     params = sum(p.numel() for p in model.parameters())
     totals = model_totals(params, total_macs, layers)
-    view = _graph(traced.graph, calls, costs, layers) if graph and traced is not None else None
+    view = _graph(traced.graph, calls, costs, layers) if options.graph and traced is not None else None
     checked = None
-    if cross_check:
+    if options.cross_check:
         conv_names = [layer.name for layer in layers if layer.op == "module"]
         checked = fvcore_count(model, args, kwargs, conv_names, _activation_bytes(calls))
     listed = {layer.name for layer in layers}
     uncalled = tuple(name for name, m in model.named_modules() if isinstance(m, _ConvNd) and name not in listed)
     warnings = [] if layers or uncalled else ["the model has no convolutions: there is nothing to rewrite"]
     return Analysis(
-        model=source or type(model).__name__,
+        model=options.source or type(model).__name__,
         model_class=f"{type(model).__module__}.{type(model).__qualname__}",
         input_shapes=tuple(tuple(a.shape) for a in flat_tensors(args, kwargs)),
         trace_path=path,
@@ -186,7 +160,7 @@ def _analyze(
         environment=environment(),
         warnings=tuple(warnings),
         uncalled_convs=uncalled,
-        timing=measure(layers) if timing else None,
+        timing=measure(layers) if options.timing else None,
     )
 
 
@@ -204,7 +178,7 @@ def _graph(graph: Any, calls: list[Call], costs: list, layers: list[ConvLayer]) 
     names = {layer.name for layer in layers}
     macs = {}
     convs = {}
-    by_node = {c.node_name: (c, cost) for c, cost in zip(calls, costs)}
+    by_node = {c.node_name: (c, cost) for c, cost in zip(calls, costs, strict=True)}  # one cost per call
     for node_name, (call, cost) in by_node.items():
         macs[node_name] = cost[0]
         if layer_name(call) in names:

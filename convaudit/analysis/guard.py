@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn as nn
@@ -48,7 +48,9 @@ def _restore(state: _ModuleState) -> None:
 def _same(a: Any, b: Any) -> bool:
     """Same keys in the same order holding the same objects (identity: tensors have no plain ``==``)."""
     if isinstance(a, dict):
-        return len(a) == len(b) and all(k1 == k2 and v1 is v2 for (k1, v1), (k2, v2) in zip(a.items(), b.items()))
+        return len(a) == len(b) and all(
+            k1 == k2 and v1 is v2 for (k1, v1), (k2, v2) in zip(a.items(), b.items(), strict=True)
+        )
     return a == b
 
 
@@ -72,5 +74,5 @@ def untouched(model: nn.Module) -> Iterator[None]:
                     buffer.copy_(saved)
 
 
-def _readable(t: Any) -> bool:
+def _readable(t: Any) -> TypeGuard[torch.Tensor]:
     return isinstance(t, torch.Tensor) and not t.is_meta and type(t) is torch.Tensor

@@ -15,19 +15,19 @@ import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
 from convaudit.analysis.propagation import Call
-from convaudit.analysis.rules.costs import (
-    CONV_FUNCTIONS,
+from convaudit.analysis.rules.costs import CONV_FUNCTIONS, functional_conv_args
+from convaudit.analysis.rules.formulas import (
     SeparableFigures,
     conv_bytes,
     conv_macs,
     dw_pw_cost,
     exact_multiplier,
-    functional_conv_args,
     pw_dw_cost,
 )
 from convaudit.analysis.rules.registry import own_forward
 from convaudit.analysis.rules.shapes import as_tuple
 from convaudit.documents.records import ConvLayer, Separable, SeparableCost
+from convaudit.vocab import Kind, Order
 
 __all__ = ["STANDARD_CONV_TYPES", "ConvSpec", "build_layer", "conv_kind", "conv_spec", "is_conv_call"]
 
@@ -65,27 +65,27 @@ class ConvSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def conv_kind(spec: ConvSpec) -> str:
+def conv_kind(spec: ConvSpec) -> Kind:
     """standard | grouped | depthwise | pointwise | transposed | custom — the one definition of each.
 
     depthwise: groups == in_channels > 1 and out_channels % in_channels == 0 (a 1-channel input conv is
     standard: it mixes nothing, but a depthwise→pointwise form can still be cheaper).
     """
     if spec.custom:
-        return "custom"
+        return Kind.CUSTOM
     if spec.transposed:
-        return "transposed"
+        return Kind.TRANSPOSED
     if spec.groups == spec.in_channels > 1 and spec.out_channels % spec.in_channels == 0:
-        return "depthwise"
+        return Kind.DEPTHWISE
     if all(k == 1 for k in spec.kernel_size):
-        return "pointwise"
-    return "grouped" if spec.groups > 1 else "standard"
+        return Kind.POINTWISE
+    return Kind.GROUPED if spec.groups > 1 else Kind.STANDARD
 
 
 _REASONS = {
-    "depthwise": "already depthwise (groups = in_channels)",
-    "pointwise": "pointwise 1×1: no spatial kernel to separate",
-    "transposed": "transposed convolution: not rewritten",
+    Kind.DEPTHWISE: "already depthwise (groups = in_channels)",
+    Kind.POINTWISE: "pointwise 1×1: no spatial kernel to separate",
+    Kind.TRANSPOSED: "transposed convolution: not rewritten",
 }
 
 
@@ -158,7 +158,7 @@ def build_layer(
     moved = sum(conv_bytes(i, o, spec.params, itemsize) for i, o, _ in calls)
     separable = None
     reason = _REASONS.get(kind)
-    if kind == "custom":
+    if kind is Kind.CUSTOM:
         reason = (
             f"custom subclass with its own forward ({spec.type.rsplit('.', 1)[-1]}): not rewritten from .weight alone"
         )
@@ -220,10 +220,10 @@ _PW_DW_FORMULA = "N·(∏in·Cin·Cout/g + ∏out·Cout·∏k)"
 def _separable(spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: int, macs: int) -> Separable:
     ci, co, g, k, b = spec.in_channels, spec.out_channels, spec.groups, spec.kernel_size, spec.bias
 
-    def total(order: str, m: int) -> SeparableCost:
+    def total(order: Order, m: int) -> SeparableCost:
         figs: list[SeparableFigures] = [
             dw_pw_cost(i, o, ci, co, g, k, m, b, itemsize)
-            if order == "dw_pw"
+            if order is Order.DW_PW
             else pw_dw_cost(i, o, ci, co, g, k, b, itemsize)
             for i, o, _ in calls
         ]
@@ -241,12 +241,11 @@ def _separable(spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: 
             pw_macs=pw_macs,
             params_ratio=first.params / spec.params if spec.params else 0.0,
             macs_ratio=(dw_macs + pw_macs) / macs if macs else 0.0,
-            formula=_DW_PW_FORMULA if order == "dw_pw" else _PW_DW_FORMULA,
+            formula=_DW_PW_FORMULA if order is Order.DW_PW else _PW_DW_FORMULA,
         )
 
-    return Separable(
-        dw_pw=total("dw_pw", 1), pw_dw=total("pw_dw", 1), dw_pw_exact=total("dw_pw", exact_multiplier(ci, co, g, k))
-    )
+    exact = exact_multiplier(ci, co, g, k, Order.DW_PW)
+    return Separable(dw_pw=total(Order.DW_PW, 1), pw_dw=total(Order.PW_DW, 1), dw_pw_exact=total(Order.DW_PW, exact))
 
 
 def call_macs(spec: ConvSpec, in_shape: Shape, out_shape: Shape) -> int:

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from convaudit.errors import ModelLoadError, UsageError
 
-__all__ = ["MAX_NUMEL", "check_model", "floating_dtype"]
+__all__ = ["check_model"]
 
 
 def check_model(model: object, *, need_data: bool = False) -> None:

@@ -23,7 +23,8 @@ from torch.nn.modules.conv import _ConvNd
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
-from convaudit.analysis.rules.costs import MAC_RULES, OpCall, aten_is_zero_mac
+from convaudit.analysis.rules.aten import aten_is_zero_mac
+from convaudit.analysis.rules.costs import MAC_RULES, OpCall
 from convaudit.analysis.rules.registry import MISSING
 from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
 from convaudit.analysis.tracing import Traced
@@ -159,7 +160,8 @@ def propagate_fx(
         call.out = _run(call, node, traced, ctx, shape_rules)
         if node.op == "call_function" and node.args and len(node.args) > 1:
             weight = node.args[1]
-            if isinstance(weight, torch.fx.Node) and weight.op == "get_attr":
+            # a get_attr target is always a dotted attribute path (str)
+            if isinstance(weight, torch.fx.Node) and weight.op == "get_attr" and isinstance(weight.target, str):
                 call.weight_target = weight.target
         env[node] = call.out
         calls.append(call)
@@ -262,13 +264,15 @@ def _bind_placeholders(traced: Traced, args: tuple, kwargs: Mapping[str, Any]) -
     positional = [n for n in names if not n.startswith("*")]
     if len(args) > len(positional):
         raise ShapeError(
-            f"the model's forward takes {len(positional)} inputs, {len(args)} were given; check --input-shape / example_inputs()"
+            f"the model's forward takes {len(positional)} inputs, {len(args)} were given; "
+            "check --input-shape / example_inputs()"
         )
-    bound.update(zip(positional, args))
+    bound.update(zip(positional, args, strict=False))  # fewer inputs than placeholders: defaults fill the rest
     for key, value in kwargs.items():
         if key not in names:
             raise ShapeError(
-                f"the model's forward has no input named '{key}' (it takes {', '.join(positional)}); check example_inputs()"
+                f"the model's forward has no input named '{key}' (it takes {', '.join(positional)}); "
+                "check example_inputs()"
             )
         bound[key] = value
     return bound

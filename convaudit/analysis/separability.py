@@ -7,8 +7,9 @@ import math
 import torch
 import torch.nn as nn
 
-from convaudit.analysis.rules.costs import exact_multiplier
+from convaudit.analysis.rules.formulas import exact_multiplier
 from convaudit.documents.records import ConvLayer, Separability
+from convaudit.vocab import Order
 
 __all__ = ["per_input_channel", "separability", "singular_values", "weight_of"]
 
@@ -25,7 +26,8 @@ def weight_of(model: nn.Module, layer: ConvLayer) -> torch.Tensor | None:
                 weight = model.get_parameter(layer.name)
     except AttributeError:
         return None
-    return None if weight is None or weight.is_meta else weight
+    # a submodule attribute called `weight` may be no tensor at all (or None)
+    return weight if isinstance(weight, torch.Tensor) and not weight.is_meta else None
 
 
 @torch.no_grad()
@@ -37,10 +39,10 @@ def separability(weight: torch.Tensor, groups: int) -> Separability:
     per_out = w.reshape(c_out, c_in_g, math.prod(w.shape[2:]))
     return Separability(
         dw_pw=_cumulative(
-            singular_values(per_in), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "dw_pw")
+            singular_values(per_in), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], Order.DW_PW)
         ),
         pw_dw=_cumulative(
-            singular_values(per_out), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], "pw_dw")
+            singular_values(per_out), exact_multiplier(c_in_g * groups, c_out, groups, w.shape[2:], Order.PW_DW)
         ),
     )
 

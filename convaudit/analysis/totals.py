@@ -112,7 +112,7 @@ def op_summaries(calls: list[Call], costs: list[tuple[int, str, bool]]) -> tuple
     table: dict[str, list[Any]] = {}
     total = 0
     missing: list[str] = []
-    for call, (macs, category, costed) in zip(calls, costs):
+    for call, (macs, category, costed) in zip(calls, costs, strict=True):
         total += macs
         if not costed:
             missing.append(f"{op_label(call)} ({call.name})")
@@ -138,11 +138,11 @@ def model_totals(params: int, macs: int, layers: list[ConvLayer]) -> Totals:
     """Whole-model totals and the predicted totals after converting every candidate at m = 1."""
     conv_params = sum(layer.params for layer in layers)
     conv_macs = sum(layer.macs for layer in layers)
-    cands = [layer for layer in layers if layer.candidate and layer.separable]
-    cand_params = sum(layer.params for layer in cands)
-    cand_macs = sum(layer.macs for layer in cands)
-    params_after = params - cand_params + sum(layer.separable.dw_pw.params for layer in cands)  # type: ignore[union-attr]
-    macs_after = macs - cand_macs + sum(layer.separable.dw_pw.macs for layer in cands)  # type: ignore[union-attr]
+    cands = [(layer, layer.separable.dw_pw) for layer in layers if layer.candidate and layer.separable]
+    cand_params = sum(layer.params for layer, _ in cands)
+    cand_macs = sum(layer.macs for layer, _ in cands)
+    params_after = params - cand_params + sum(dw_pw.params for _, dw_pw in cands)
+    macs_after = macs - cand_macs + sum(dw_pw.macs for _, dw_pw in cands)
     return Totals(
         params=params,
         macs=macs,

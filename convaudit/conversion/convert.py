@@ -8,8 +8,10 @@ must equal the predicted ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import contextlib
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,7 +38,9 @@ from convaudit.conversion.rewrite import (
 )
 from convaudit.documents.records import Analysis, ConversionReport, ConvertedLayer
 from convaudit.errors import ConvauditError, UsageError
+from convaudit.options import AnalysisOptions, ConversionOptions, options_from
 from convaudit.sources.inputs import materialize, normalize_inputs, split_inputs
+from convaudit.vocab import Init, Style
 
 __all__ = ["EXACT_TOLERANCE", "Conversion", "VerificationError", "convert"]
 
@@ -56,6 +60,10 @@ class Conversion:
     report: ConversionReport
     plan: Plan
     analysis: Analysis  #: of the original model
+    #: wall-clock seconds of each stage, in the order run: analysis (of the original, incl. separability SVDs),
+    #: plan, reference (the original's outputs and conv inputs), rewrite, recalibration (with recalibrate_bn),
+    #: verification (real forwards, per-layer errors), cost_check (analysis of the converted model)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def convert(
@@ -63,116 +71,108 @@ def convert(
     example_inputs: Any = None,
     example_kwargs: Mapping[str, Any] | None = None,
     *,
-    rank: int | str | None = 1,
-    order: str = "dw_pw",
-    init: str = "svd",
+    options: ConversionOptions | None = None,
     calibration: Iterable[Any] | None = None,
-    sequential: bool = False,
-    recalibrate_bn: bool = False,
-    style: str | None = None,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    min_savings: float = 0.0,
-    energy: float | None = None,
-    target_macs: float | None = None,
-    inplace: bool = False,
-    exact: bool = False,
-    source: str | None = None,
+    **keywords: Any,
 ) -> Conversion:
     """Rewrite the chosen convs of ``model`` as depthwise + pointwise, from their own weights.
 
     Args:
         example_inputs: a tensor or tuple of positional inputs (real tensors: verification runs them).
-        rank: channel multiplier m, "full" (exact), or None with ``energy``/``target_macs``.
-        order: "dw_pw", "pw_dw" or "auto".
-        init: "svd" (default), "calibrated" (needs ``calibration``), or "random" (training from scratch).
+        options: a :class:`~convaudit.options.ConversionOptions`; its fields may also be given as keywords
+            (they override ``options``'):
+            ``rank`` channel multiplier m, "full" (exact), or None with ``energy``/``target_macs`` (default 1);
+            ``order`` "dw_pw", "pw_dw" or "auto";
+            ``init`` "svd" (default), "calibrated" (needs ``calibration``), or "random" (training from scratch);
+            ``sequential`` calibrate each layer on the model converted so far;
+            ``recalibrate_bn`` re-estimate the converted model's BatchNorm statistics on the calibration
+            batches (any init; often the largest training-free gain);
+            ``style`` "mobilenet" puts BN+ReLU between the parts (only with init="random");
+            ``include``/``exclude``/``min_savings``/``energy``/``target_macs`` which layers, at which m;
+            ``inplace`` rewrite ``model`` itself instead of a copy;
+            ``exact`` raise :class:`VerificationError` when a layer's error exceeds ``EXACT_TOLERANCE``.
         calibration: batches of model inputs (each a tensor, a tuple, or (args, kwargs)).
-        sequential: calibrate each layer on the model converted so far.
-        recalibrate_bn: re-estimate the converted model's BatchNorm statistics on the calibration batches
-            (any init; often the largest training-free gain).
-        style: "mobilenet" puts BN+ReLU between the parts (only with init="random").
-        inplace: rewrite ``model`` itself instead of a copy.
-        exact: raise :class:`VerificationError` when a layer's error exceeds ``EXACT_TOLERANCE``.
     Returns:
-        A :class:`Conversion` with ``.model`` and ``.report``.
+        A :class:`Conversion` with ``.model``, ``.report`` and the ``.stage_seconds`` it took.
     """
+    opts = options_from(ConversionOptions, options, keywords, "convert")
     check_model(model, need_data=True)
     args, kwargs = normalize_inputs(example_inputs, example_kwargs, None)
     real_args, real_kwargs = materialize(args), materialize(kwargs)
-    if init == "calibrated" and calibration is None:
+    if opts.init is Init.CALIBRATED and calibration is None:
         raise UsageError("init='calibrated' needs calibration batches (calibration_inputs() in model.py)")
-    if recalibrate_bn and calibration is None:
+    if opts.recalibrate_bn and calibration is None:
         raise UsageError("--recalibrate-bn needs calibration batches (calibration_inputs() in model.py)")
-    if style is not None and init != "random":
-        raise UsageError("--style mobilenet is for training from scratch: it needs --init random")
-    if style is not None and order != "dw_pw":
-        raise UsageError("--style mobilenet puts BN+ReLU between depthwise and pointwise: it needs --order dw_pw")
-    # The weight energies are read only when the policy chooses by them; each layer's kept energy is
-    # reported from its own factorisation anyway.
-    by_energy = energy is not None or target_macs is not None or order == "auto"
-    before = analyze(model, real_args, real_kwargs, graph=False, separability=by_energy, source=source)
-    plan = plan_conversion(
-        before,
-        rank=rank,
-        order=order,
-        include=include,
-        exclude=exclude,
-        min_savings=min_savings,
-        energy=energy,
-        target_macs=target_macs,
-    )
-    if style == "mobilenet":
-        plan = with_mobilenet_norms(plan, before)
+    stages = _Stages()
+    with stages("analysis"):
+        # The weight energies are read only when the policy chooses by them; each layer's kept energy is
+        # reported from its own factorisation anyway.
+        analysis_options = AnalysisOptions(graph=False, separability=opts.by_energy, source=opts.source)
+        before = analyze(model, real_args, real_kwargs, options=analysis_options)
+    with stages("plan"):
+        plan = plan_conversion(before, opts)
+        if opts.style is Style.MOBILENET:
+            plan = with_mobilenet_norms(plan, before)
     batches = [_as_batch(b) for b in calibration] if calibration is not None else None
-
-    # The reference run happens before the rewrite, so inplace=True is verified against the model as it was.
-    reference = _Reference.take(model, [c.name for c in plan.choices], real_args, real_kwargs)
+    with stages("reference"):  # before the rewrite, so inplace=True is verified against the model as it was
+        reference = _Reference.take(model, [c.name for c in plan.choices], real_args, real_kwargs)
 
     def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
-        use = init if (init != "calibrated" or inputs) else "svd"
+        use = opts.init if (opts.init is not Init.CALIBRATED or inputs) else Init.SVD
         return SeparableConv.from_conv(
-            conv, rank=choice.rank, order=choice.order, init=use, calibration=inputs, style=style
+            conv, rank=choice.rank, order=choice.order, init=use, calibration=inputs, style=opts.style
         )
 
-    converted, replaced = rewrite(
-        model,
-        plan.choices,
-        factory,
-        inplace=inplace,
-        calibration=batches if init == "calibrated" else None,
-        sequential=sequential,
-    )
-    if recalibrate_bn and batches:
-        recalibrate_batchnorm(converted, batches)
-    settings = {
-        "rank": rank,
-        "order": order,
-        "init": init,
-        "sequential": sequential,
-        "recalibrate_bn": recalibrate_bn,
-        "style": style,
-        "include": list(include),
-        "exclude": list(exclude),
-        "min_savings": min_savings,
-        "energy": energy,
-        "target_macs": target_macs,
-    }
-    report = _verify(reference, converted, replaced, before, plan, real_args, real_kwargs, init, source, settings)
-    if exact:
-        bad = [
-            layer
-            for layer in report.layers
-            if layer.relative_error is not None and layer.relative_error > EXACT_TOLERANCE
-        ]
-        if bad or (report.output_error or 0.0) > EXACT_TOLERANCE:
-            worst = max(bad, key=lambda layer: layer.relative_error or 0.0) if bad else None
-            where = (
-                f"layer '{worst.name}' has relative error {worst.relative_error:.2e}"
-                if worst
-                else f"the output error is {report.output_error:.2e}"
-            )
-            raise VerificationError(f"--exact: {where} > {EXACT_TOLERANCE:g}; use --rank full for an exact rewrite")
-    return Conversion(converted, report, plan, before)
+    with stages("rewrite"):
+        converted, replaced = rewrite(
+            model,
+            plan.choices,
+            factory,
+            inplace=opts.inplace,
+            calibration=batches if opts.init is Init.CALIBRATED else None,
+            sequential=opts.sequential,
+        )
+    if opts.recalibrate_bn and batches:
+        with stages("recalibration"):
+            recalibrate_batchnorm(converted, batches)
+    with stages("verification"):
+        output_error, layer_errors = _errors(reference, converted, replaced, real_args, real_kwargs)
+    with stages("cost_check"):
+        after = analyze(converted, real_args, real_kwargs, options=AnalysisOptions(graph=False))
+    report = _report(before, after, plan, converted, replaced, output_error, layer_errors, opts)
+    if opts.exact:
+        _check_exact(report)
+    return Conversion(converted, report, plan, before, stages.seconds)
+
+
+class _Stages:
+    """Times the stages of one conversion: ``with stages("plan"): ...`` adds to ``seconds["plan"]``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _check_exact(report: ConversionReport) -> None:
+    """--exact: raise when a layer's (or the output's) relative error exceeds EXACT_TOLERANCE."""
+    bad = [
+        layer for layer in report.layers if layer.relative_error is not None and layer.relative_error > EXACT_TOLERANCE
+    ]
+    if bad or (report.output_error or 0.0) > EXACT_TOLERANCE:
+        worst = max(bad, key=lambda layer: layer.relative_error or 0.0) if bad else None
+        where = (
+            f"layer '{worst.name}' has relative error {worst.relative_error:.2e}"
+            if worst
+            else f"the output error is {report.output_error:.2e}"
+        )
+        raise VerificationError(f"--exact: {where} > {EXACT_TOLERANCE:g}; use --rank full for an exact rewrite")
 
 
 @dataclass
@@ -193,26 +193,31 @@ class _Reference:
         return cls(outputs[0], convs, inputs)
 
 
-def _verify(
-    reference: _Reference,
-    converted: nn.Module,
-    replaced: dict[str, SeparableConv],
-    before: Analysis,
-    plan: Plan,
-    args: tuple,
-    kwargs: dict,
-    init: str,
-    source: str | None,
-    settings: dict[str, Any],
-) -> ConversionReport:
+def _errors(
+    reference: _Reference, converted: nn.Module, replaced: dict[str, SeparableConv], args: tuple, kwargs: dict
+) -> tuple[float | None, dict[str, float | None]]:
+    """The final output's relative error, and each replaced conv's alone on the inputs it really received."""
     with torch.no_grad(), eval_mode(converted):
         got = converted(*args, **kwargs)
-        layer_errors = {}
+        layer_errors: dict[str, float | None] = {}
         for name, conv in reference.convs.items():
             with untouched(conv):  # the user's conv (its hooks run as in the model, their traces do not stay)
                 errs = [_rel_error(replaced[name](x), conv(x)) for x in reference.inputs[name]]
             layer_errors[name] = max(errs) if errs else None
-    after = analyze(converted, args, kwargs, graph=False, separability=False)
+    return _output_error(got, reference.output), layer_errors
+
+
+def _report(
+    before: Analysis,
+    after: Analysis,
+    plan: Plan,
+    converted: nn.Module,
+    replaced: dict[str, SeparableConv],
+    output_error: float | None,
+    layer_errors: dict[str, float | None],
+    options: ConversionOptions,
+) -> ConversionReport:
+    """The ConversionReport: each layer before, predicted and measured (``after``), with its error."""
     measured = {layer.name: layer for layer in after.layers}
     layers = []
     for choice in plan.choices:
@@ -222,13 +227,14 @@ def _verify(
         note = choice.note
         if choice.name not in layer_errors or layer_errors[choice.name] is None:
             note = (note + "; " if note else "") + "functional conv: its error shows in the final output only"
+        calibrated = options.init is not Init.CALIBRATED or choice.name in layer_errors
         layers.append(
             ConvertedLayer(
                 name=choice.name,
                 order=choice.order,
                 rank=choice.rank,
                 exact_rank=choice.exact_rank,
-                init=init if (init != "calibrated" or choice.name in layer_errors) else "svd",
+                init=options.init if calibrated else Init.SVD,
                 energy=replaced[choice.name].energy,
                 params_before=choice.params_before,
                 macs_before=choice.macs_before,
@@ -246,7 +252,7 @@ def _verify(
         for layer in layers
     )
     notes = list(plan.notes)
-    if settings.get("sequential"):
+    if options.sequential:
         notes.append(
             "per-layer errors are measured on the inputs each conv gets in the original model; with --sequential each "
             "layer was fitted to its inputs in the model converted so far"
@@ -254,8 +260,8 @@ def _verify(
     if not costs_match:
         notes.append("measured costs differ from the predicted ones: please report this as a bug")
     return ConversionReport(
-        model=source or before.model_class.rsplit(".", 1)[-1],
-        settings=settings,
+        model=options.source or before.model_class.rsplit(".", 1)[-1],
+        settings=options.settings(),
         layers=tuple(layers),
         skipped=plan.skipped,
         params_before=before.totals.params,
@@ -264,7 +270,7 @@ def _verify(
         macs_predicted=plan.macs_after,
         params_measured=after.totals.params,
         macs_measured=after.totals.macs,
-        output_error=_output_error(got, reference.output),
+        output_error=output_error,
         costs_match=costs_match,
         notes=tuple(notes),
         environment=environment(),
@@ -299,8 +305,14 @@ def _rel_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 def _output_error(got: Any, expected: Any) -> float | None:
     g_flat, _ = tree_flatten(got)
     e_flat, _ = tree_flatten(expected)
-    pairs = [(g, e) for g, e in zip(g_flat, e_flat) if isinstance(g, torch.Tensor) and isinstance(e, torch.Tensor)]
-    if not pairs or len(g_flat) != len(e_flat):
+    if len(g_flat) != len(e_flat):
+        return None
+    pairs = [
+        (g, e)
+        for g, e in zip(g_flat, e_flat, strict=True)
+        if isinstance(g, torch.Tensor) and isinstance(e, torch.Tensor)
+    ]
+    if not pairs:
         return None
     if any(g.shape != e.shape for g, e in pairs):
         raise VerificationError(

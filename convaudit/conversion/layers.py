@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
-from convaudit.analysis.rules.costs import exact_multiplier
+from convaudit.analysis.rules.formulas import exact_multiplier
 from convaudit.analysis.rules.registry import own_forward
 from convaudit.conversion.factorize import (
     Factors,
@@ -24,6 +24,7 @@ from convaudit.conversion.factorize import (
     pw_dw_factors,
 )
 from convaudit.errors import UsageError
+from convaudit.vocab import LAYER_ORDERS, Init, Order, Style
 
 __all__ = [
     "INITS",
@@ -35,8 +36,8 @@ __all__ = [
     "separable_class",
 ]
 
-ORDERS = ("dw_pw", "pw_dw")
-INITS = ("svd", "calibrated", "random")
+ORDERS = LAYER_ORDERS  #: the orders a separable layer can have
+INITS = tuple(Init)  #: where its weights can come from
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
@@ -65,15 +66,15 @@ class SeparableConv(nn.Module):
         bias: bool = True,
         padding_mode: str = "zeros",
         multiplier: int = 1,
-        order: str = "dw_pw",
+        order: str = Order.DW_PW,
         style: str | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        if order not in ORDERS:
-            raise UsageError(f"order {order!r} is not one of {', '.join(ORDERS)}")
-        if style not in (None, "mobilenet") or (style and order != "dw_pw"):
+        order = Order.of(order, "order", allowed=ORDERS)
+        style = None if style is None else Style.of(style, "style")
+        if style is not None and order is not Order.DW_PW:
             raise UsageError("style='mobilenet' is the only style, and only for order='dw_pw'")
         if in_channels % groups or out_channels % groups or multiplier < 1:
             raise UsageError(f"channels {in_channels}→{out_channels} do not split into {groups} groups (or m < 1)")
@@ -81,10 +82,10 @@ class SeparableConv(nn.Module):
         f = {"device": device, "dtype": dtype}
         spatial = {"stride": stride, "padding": padding, "dilation": dilation, "padding_mode": padding_mode}
         self.order, self.multiplier, self.style = order, multiplier, style
-        if order == "dw_pw":
+        if order is Order.DW_PW:
             mid = in_channels * multiplier
             self.conv_dw = conv(in_channels, mid, kernel_size, groups=in_channels, bias=False, **spatial, **f)
-            if style == "mobilenet":
+            if style is Style.MOBILENET:
                 self.bn_dw = _BN[self.dims](mid, **f)
                 self.act_dw = nn.ReLU(inplace=True)
             self.conv_pw = conv(mid, out_channels, 1, groups=groups, bias=bias, **f)
@@ -95,23 +96,24 @@ class SeparableConv(nn.Module):
         self.energy: float | None = None  # share of the weight energy kept, set by from_conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.order == "pw_dw":
+        if self.order == Order.PW_DW:
             return self.conv_dw(self.conv_pw(x))
         x = self.conv_dw(x)
-        if self.style == "mobilenet":
+        if self.style == Style.MOBILENET:
             x = self.act_dw(self.bn_dw(x))
         return self.conv_pw(x)
 
     def extra_repr(self) -> str:
-        return f"order={self.order!r}, multiplier={self.multiplier}" + (f", style={self.style!r}" if self.style else "")
+        style = f", style={str(self.style)!r}" if self.style else ""  # str(): the value, not the enum's repr
+        return f"order={str(self.order)!r}, multiplier={self.multiplier}{style}"
 
     @classmethod
     def from_conv(
         cls,
         conv: _ConvNd,
         rank: int | str = 1,
-        order: str = "dw_pw",
-        init: str = "svd",
+        order: str = Order.DW_PW,
+        init: str = Init.SVD,
         calibration: Iterable[torch.Tensor] | None = None,
         style: str | None = None,
     ) -> SeparableConv:
@@ -123,10 +125,12 @@ class SeparableConv(nn.Module):
                 dw_pw only), or "random" (fresh init, e.g. with ``style="mobilenet"`` for training).
             calibration: batches of *inputs to this conv*.
         """
+        order, init = Order.of(order, "order", allowed=ORDERS), Init.of(init, "init")
         base = next((c for c in _CONV.values() if isinstance(conv, c)), None)
         if base is None or own_forward(type(conv), base):
             raise UsageError(
-                f"{type(conv).__name__} is not a Conv1d/2d/3d computing what its base computes; only those are rewritten from .weight"
+                f"{type(conv).__name__} is not a Conv1d/2d/3d computing what its base computes; "
+                "only those are rewritten from .weight"
             )
         dims = len(conv.kernel_size)
         target = separable_class(dims)
@@ -151,33 +155,33 @@ class SeparableConv(nn.Module):
             device=conv.weight.device,
             dtype=conv.weight.dtype,
         )
-        if init == "random":
+        if init == Init.RANDOM:
             return layer
         if style is not None:
             raise UsageError("style='mobilenet' is not function-preserving: use it with init='random' only")
-        if init == "calibrated":
-            if order != "dw_pw":
+        if init == Init.CALIBRATED:
+            if order != Order.DW_PW:
                 raise UsageError("init='calibrated' fits the depthwise→pointwise order only; use order='dw_pw'")
             if calibration is None:
                 raise UsageError("init='calibrated' needs calibration inputs")
             factors = dw_pw_factors(conv.weight, groups, m, covariance=conv_input_covariance(conv, calibration))
-        elif init == "svd":
-            factors = (dw_pw_factors if order == "dw_pw" else pw_dw_factors)(conv.weight, groups, m)
-        else:
-            raise UsageError(f"init {init!r} is not one of {', '.join(INITS)}")
+        else:  # Init.SVD
+            factors = (dw_pw_factors if order == Order.DW_PW else pw_dw_factors)(conv.weight, groups, m)
         layer.load_factors(factors, conv)
         return layer
 
     @torch.no_grad()
     def load_factors(self, factors: Factors, conv: _ConvNd) -> None:
         """Copy factor weights (and the conv's bias) in, at the conv's dtype and memory format."""
-        first, second = (self.conv_dw, self.conv_pw) if self.order == "dw_pw" else (self.conv_pw, self.conv_dw)
+        first, second = (self.conv_dw, self.conv_pw) if self.order == Order.DW_PW else (self.conv_pw, self.conv_dw)
         fmt = _memory_format(conv.weight)
         for part, w in ((first, factors.first), (second, factors.second)):
             part.weight.copy_(w.to(part.weight.dtype))
             if fmt is not None:
                 part.weight.data = part.weight.data.contiguous(memory_format=fmt)
         if conv.bias is not None:
+            if second.bias is None:
+                raise UsageError("the conv has a bias but this separable layer was built without one")
             second.bias.copy_(conv.bias)
         self.energy = factors.energy
 
@@ -228,9 +232,9 @@ def _pad_like(conv: _ConvNd, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(0)
     if conv.padding == "valid":
         return x
-    if conv.padding == "same":
+    if isinstance(conv.padding, str):  # "same" (the only other string, "valid", returned above)
         pads: list[int] = []
-        for k, d in zip(reversed(conv.kernel_size), reversed(conv.dilation)):
+        for k, d in zip(reversed(conv.kernel_size), reversed(conv.dilation), strict=True):
             total = d * (k - 1)
             pads += [total // 2, total - total // 2]
     else:

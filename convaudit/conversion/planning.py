@@ -9,10 +9,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from convaudit.analysis.rules.costs import dw_pw_cost, exact_multiplier, pw_dw_cost
+from convaudit.analysis.rules.formulas import dw_pw_cost, exact_multiplier, pw_dw_cost
 from convaudit.documents.records import Analysis, ConvLayer
 from convaudit.errors import UsageError
+from convaudit.options import ConversionOptions, options_from
+from convaudit.vocab import LAYER_ORDERS, Order, TracePath
 
 __all__ = ["Choice", "Plan", "plan_conversion", "predicted_cost", "with_mobilenet_norms"]
 
@@ -56,7 +59,7 @@ def predicted_cost(layer: ConvLayer, order: str, m: int) -> tuple[int, int]:
     pseudo_in = (layer.input_pixels, layer.in_channels) + (1,) * nd
     pseudo_out = (layer.output_pixels, layer.out_channels) + (1,) * nd
     args = (pseudo_in, pseudo_out, layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size)
-    f = dw_pw_cost(*args, m, layer.bias, 4) if order == "dw_pw" else pw_dw_cost(*args, layer.bias, 4, m)
+    f = dw_pw_cost(*args, m, layer.bias, 4) if order == Order.DW_PW else pw_dw_cost(*args, layer.bias, 4, m)
     return f.params, f.macs
 
 
@@ -67,59 +70,38 @@ def _energy(layer: ConvLayer, order: str, m: int) -> float | None:
     return energies[min(m, len(energies)) - 1]
 
 
-def plan_conversion(
-    analysis: Analysis,
-    *,
-    rank: int | str | None = 1,
-    order: str = "dw_pw",
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    min_savings: float = 0.0,
-    energy: float | None = None,
-    target_macs: float | None = None,
-) -> Plan:
-    """Pick layers, multipliers and orders.
+def plan_conversion(analysis: Analysis, options: ConversionOptions | None = None, **keywords: Any) -> Plan:
+    """Pick layers, multipliers and orders, as ``options`` (or their fields as keywords) say.
 
-    Args:
-        rank: m for every chosen layer, or "full" (exact), or None with ``energy``/``target_macs``.
-        order: "dw_pw", "pw_dw" or "auto" (per layer, the order keeping more weight energy at its m).
-        include/exclude: qualified-name globs; a glob that matches no conv is an error.
-        min_savings: skip layers whose predicted MAC saving is below this share of their MACs.
-        energy: per layer, the smallest m keeping this share of the weight energy.
-        target_macs: whole-model MAC budget as a share of today's MACs; layers and m are chosen
-            greedily to meet it with the least weight energy lost.
+    Options used: ``rank`` (m for every chosen layer, "full" = exact, None = 1 unless ``energy`` or
+    ``target_macs`` choose), ``order`` ("auto": per layer, the order keeping more weight energy at its m),
+    ``include``/``exclude`` (qualified-name globs; a glob that matches no conv is an error), ``min_savings``
+    (skip layers whose predicted MAC saving is below this share of their MACs), ``energy`` (per layer, the
+    smallest m keeping this share of the weight energy), ``target_macs`` (whole-model MAC budget as a share of
+    today's MACs; layers and m are chosen greedily to meet it with the least weight energy lost).
     """
-    _check_globs(analysis, include, exclude)
-    if order not in ("dw_pw", "pw_dw", "auto"):
-        raise UsageError(f"--order {order!r}: choose dw_pw, pw_dw or auto")
-    if energy is not None and not 0 < energy <= 1:
-        raise UsageError(f"--energy {energy}: give a share of the weight energy in (0, 1], e.g. 0.95")
-    if target_macs is not None and not 0 < target_macs <= 1:
-        raise UsageError(f"--target-macs {target_macs}: give a share of today's MACs in (0, 1], e.g. 0.5")
-    if not (isinstance(min_savings, (int, float)) and 0 <= min_savings < 1):
-        raise UsageError(f"--min-savings {min_savings!r}: give a share of a layer's MACs in [0, 1), e.g. 0.5")
-    if rank not in (None, "full") and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise UsageError(f"--rank {rank!r}: give a positive integer multiplier or 'full'")
+    opts = options_from(ConversionOptions, options, keywords, "plan_conversion")
+    _check_globs(analysis, opts.include, opts.exclude)
     skipped: list[tuple[str, str]] = []
     pool: list[ConvLayer] = []
     for layer in analysis.layers:
-        if include and not _matches(layer.name, include):
+        if opts.include and not _matches(layer.name, opts.include):
             skipped.append((layer.name, "not matched by --include"))
-        elif _matches(layer.name, exclude):
+        elif _matches(layer.name, opts.exclude):
             skipped.append((layer.name, "matched by --exclude"))
         elif not layer.candidate:
             skipped.append((layer.name, layer.skip_reason or "not a candidate"))
-        elif layer.type.startswith("torch.nn.functional") and analysis.trace_path != "fx":
+        elif layer.type.startswith("torch.nn.functional") and analysis.trace_path != TracePath.FX:
             skipped.append((layer.name, "functional conv seen without a symbolic trace: cannot be rewritten"))
         else:
             pool.append(layer)
     skipped.extend((name, "never called in forward at these inputs") for name in analysis.uncalled_convs)
-    if target_macs is not None:
-        choices, notes = _meet_budget(analysis, pool, order, target_macs, skipped)
+    if opts.target_macs is not None:
+        choices, notes = _meet_budget(analysis, pool, opts.order, opts.target_macs, skipped)
     else:
         choices, notes = [], []
         for layer in pool:
-            choice, reason = _choose(layer, rank, order, energy, min_savings)
+            choice, reason = _choose(layer, opts.rank, opts.order, opts.energy, opts.min_savings)
             if choice is None:
                 skipped.append((layer.name, reason or "no savings"))
             else:
@@ -133,7 +115,7 @@ def plan_conversion(
 def _choose(
     layer: ConvLayer, rank: int | str | None, order: str, energy: float | None, min_savings: float
 ) -> tuple[Choice | None, str | None]:
-    orders = ("dw_pw", "pw_dw") if order == "auto" else (order,)
+    orders = LAYER_ORDERS if order is Order.AUTO else (order,)
     options = []
     for o in orders:
         exact = exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o)
@@ -152,7 +134,10 @@ def _choose(
     saving = 1 - best.macs_after / layer.macs if layer.macs else 0.0
     if rank == "full" and energy is None:
         if best.macs_after >= layer.macs:
-            note = f"exact form costs {best.macs_after:,} MACs vs {layer.macs:,}: converted because --rank full asks for it"
+            note = (
+                f"exact form costs {best.macs_after:,} MACs vs {layer.macs:,}: "
+                "converted because --rank full asks for it"
+            )
             return _replace_note(best, note), None
         return best, None
     if best.macs_after >= layer.macs:
@@ -181,7 +166,7 @@ def _meet_budget(
 ) -> tuple[list[Choice], list[str]]:
     """Greedy: start every layer at its cheapest saving option, then buy back energy while within budget."""
     budget = target * analysis.totals.macs
-    orders = ("dw_pw", "pw_dw") if order == "auto" else (order,)
+    orders = LAYER_ORDERS if order is Order.AUTO else (order,)
     ladders: dict[str, list[Choice | None]] = {}
     for layer in pool:
         opts = [
@@ -257,7 +242,7 @@ def _check_globs(analysis: Analysis, include: Sequence[str], exclude: Sequence[s
             if not any(fnmatch.fnmatchcase(n, g) for n in names):
                 example = ", ".join(names[:3]) or "none"
                 hint = ""
-                if analysis.trace_path != "fx":
+                if analysis.trace_path != TracePath.FX:
                     hint = "; the model cannot be traced symbolically, so functional convs (F.conv*) are not visible"
                 raise UsageError(
                     f"{flag} {g!r} matches no conv; convs are named like {example} (see convaudit report){hint}"

@@ -25,6 +25,7 @@ from convaudit.conversion.layers import SeparableConv
 from convaudit.conversion.planning import Choice
 from convaudit.conversion.safe_fx import safe_codegen
 from convaudit.errors import UsageError
+from convaudit.vocab import Init
 
 __all__ = [
     "capture_conv_inputs",
@@ -88,7 +89,7 @@ def rebuild_structure(model: nn.Module, layers: Sequence[dict[str, Any]]) -> nn.
     style = next((d.get("style") for d in layers if d.get("style")), None)
 
     def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
-        return SeparableConv.from_conv(conv, rank=choice.rank, order=choice.order, init="random", style=style)
+        return SeparableConv.from_conv(conv, rank=choice.rank, order=choice.order, init=Init.RANDOM, style=style)
 
     converted, _ = rewrite(model, choices, factory, inplace=True)
     return converted
@@ -171,7 +172,8 @@ def capture_conv_inputs(
 def functional_as_module(spec: dict[str, Any], weight: nn.Parameter, bias: torch.Tensor | None) -> _ConvNd:
     """An nn.ConvNd holding a functional conv's weight and arguments (to build its replacement from)."""
     nd = weight.dim() - 2
-    conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
+    # the class follows nd, so its argument types (per-class tuple lengths) are checked at run time
+    conv_cls: Callable[..., _ConvNd] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
     g = int(spec["groups"])
     conv = conv_cls(
         weight.shape[1] * g,
@@ -205,20 +207,22 @@ def _rewrite_functional(
             continue
         spec = functional_conv_args(node.target, node.args, node.kwargs)
         w = spec["weight"]
-        if not (isinstance(w, torch.fx.Node) and w.op == "get_attr"):
-            continue
+        if not (isinstance(w, torch.fx.Node) and w.op == "get_attr" and isinstance(w.target, str)):
+            continue  # not a parameter read (get_attr targets are always str)
         name = w.target.removesuffix(".weight") if w.target.endswith(".weight") else w.target
         if name not in wanted:
             continue
         bias = spec["bias"]
-        if bias is not None and not (isinstance(bias, torch.fx.Node) and bias.op == "get_attr"):
+        is_param = isinstance(bias, torch.fx.Node) and bias.op == "get_attr" and isinstance(bias.target, str)
+        bias_target: str | None = bias.target if is_param else None
+        if bias is not None and bias_target is None:
             raise UsageError(
                 f"functional conv '{name}': its bias is computed in forward; exclude it with --exclude {name}"
             )
-        key = (w.target, getattr(bias, "target", None), _hashable(spec))
+        key = (w.target, bias_target, _hashable(spec))
         if key not in made:
             conv = functional_as_module(
-                spec, gm.get_parameter(w.target), gm.get_parameter(bias.target) if bias is not None else None
+                spec, gm.get_parameter(w.target), gm.get_parameter(bias_target) if bias_target is not None else None
             )
             layer = factory(wanted[name], conv, None)
             made[key] = _free_name(gm, f"{name}_separable")

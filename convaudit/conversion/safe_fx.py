@@ -84,7 +84,7 @@ class _SafeNames(CodeGen):
                 node.target = f"{token}{i}"
             code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
         finally:
-            for node, target in zip(hidden, originals):
+            for node, target in zip(hidden, originals, strict=True):
                 node.target = target
         if not hidden:
             return code

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from convaudit.vocab import WeightsOrigin
+
 __all__ = [
     "SCHEMA_VERSION",
     "Analysis",
@@ -39,7 +41,7 @@ Shape = tuple[int, ...]
 class SeparableCost:
     """Predicted cost of one separable replacement of a conv (all calls summed for MACs and bytes)."""
 
-    order: str  #: "dw_pw" (depthwise then pointwise) or "pw_dw" (pointwise then depthwise, BSConv-U)
+    order: str  #: a vocab.Order: "dw_pw" (depthwise then pointwise) or "pw_dw" (pointwise then depthwise, BSConv-U)
     multiplier: int  #: channel multiplier m of the depthwise part (1 for pw_dw)
     params: int
     macs: int
@@ -81,7 +83,7 @@ class ConvLayer:
     name: str  #: qualified module name, or the fx node name for a functional conv
     op: str  #: "module" or "functional"
     type: str  #: e.g. "torch.nn.Conv2d", "torch.nn.functional.conv2d", "mypkg.SameConv2d"
-    kind: str  #: standard | grouped | depthwise | pointwise | transposed | custom
+    kind: str  #: a vocab.Kind: standard | grouped | depthwise | pointwise | transposed | custom
     candidate: bool
     skip_reason: str | None
     source: str | None  #: "file:line" where the layer is defined, when known
@@ -205,7 +207,7 @@ class Analysis:
     model: str  #: the source as given (path, torchvision:NAME, checkpoint, or class name)
     model_class: str
     input_shapes: tuple[Shape, ...]
-    trace_path: str  #: "fx" (symbolic trace) or "hooks" (module hooks on a fake-tensor forward)
+    trace_path: str  #: a vocab.TracePath: "fx" (symbolic trace) or "hooks" (module hooks on a fake-tensor forward)
     trace_note: str | None  #: what the path used cannot see
     layers: tuple[ConvLayer, ...]
     ops: tuple[OpSummary, ...]
@@ -217,7 +219,7 @@ class Analysis:
     warnings: tuple[str, ...] = ()
     uncalled_convs: tuple[str, ...] = ()  #: conv modules the forward never ran at these inputs
     timing: Timing | None = None  #: measured layer times, when asked for (real compute)
-    weights: str = "as given"  #: "loaded" (checkpoint, --weights) | "model file" | "initialised" | "as given" (API)
+    weights: str = WeightsOrigin.AS_GIVEN  #: a vocab.WeightsOrigin: loaded | model file | initialised | as given
     weights_source: str | None = None  #: where they came from: the file (and key), the model file, the builder
     schema_version: str = SCHEMA_VERSION
 
@@ -249,7 +251,7 @@ class Analysis:
             cross_check=CrossCheck(**cross) if cross else None,
             graph=GraphView(
                 nodes=tuple(GraphNode(**n) for n in graph["nodes"]),
-                edges=tuple(tuple(e) for e in graph["edges"]),  # type: ignore[misc]
+                edges=tuple(tuple(e) for e in graph["edges"]),
                 truncated=graph.get("truncated", False),
             )
             if graph
@@ -258,7 +260,7 @@ class Analysis:
             warnings=tuple(data.get("warnings", ())),
             uncalled_convs=tuple(data.get("uncalled_convs", ())),
             timing=_timing_from_dict(data.get("timing")),
-            weights=data.get("weights", "as given"),
+            weights=data.get("weights", WeightsOrigin.AS_GIVEN),
             weights_source=data.get("weights_source"),
             schema_version=data["schema_version"],
         )
@@ -289,11 +291,13 @@ def _timing_from_dict(d: dict[str, Any] | None) -> Timing | None:
 
 
 def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so the dict is exactly what ``json.loads`` gives back."""
+    """Tuples to lists and vocabulary members to their strings, recursively: exactly what ``json.loads`` gives."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, str) and type(value) is not str:  # a StrEnum member (convaudit.vocab)
+        return str(value)
     return value
 
 
@@ -305,10 +309,10 @@ class ConvertedLayer:
     """One conv as converted: before, predicted, measured, and how faithful it is."""
 
     name: str
-    order: str  #: "dw_pw" | "pw_dw"
+    order: str  #: a vocab.Order: "dw_pw" | "pw_dw"
     rank: int  #: channel multiplier m
     exact_rank: int  #: m at which the rewrite is exact
-    init: str  #: "svd" | "calibrated" | "random"
+    init: str  #: a vocab.Init: "svd" | "calibrated" | "random"
     energy: float | None  #: weight energy kept (calibrated: of the whitened weight)
     params_before: int
     macs_before: int
@@ -338,7 +342,7 @@ class ConversionReport:
     costs_match: bool  #: measured params and MACs equal the predicted ones
     notes: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
-    weights: str = "as given"  #: as in Analysis: "loaded" | "model file" | "initialised" | "as given"
+    weights: str = WeightsOrigin.AS_GIVEN  #: as in Analysis
     weights_source: str | None = None
     schema_version: str = SCHEMA_VERSION
     generator: str = "convaudit"  #: marks conversion.json as ours: --force replaces only such artifacts

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from convaudit.documents.records import Analysis, ConvLayer
+from convaudit.vocab import WeightsOrigin
 
 __all__ = [
     "costliest",
@@ -75,9 +76,13 @@ def where(source: str | None) -> str:
 
 def costliest(analysis: Analysis, n: int = 10) -> list[ConvLayer]:
     """Candidates ordered by the MACs a depthwise→pointwise rewrite (m = 1) would save."""
-    cands = [layer for layer in analysis.layers if layer.candidate and layer.separable]
-    cands.sort(key=lambda layer: layer.macs - layer.separable.dw_pw.macs, reverse=True)  # type: ignore[union-attr]
-    return cands[:n]
+    saved = [
+        (layer.macs - layer.separable.dw_pw.macs, layer)
+        for layer in analysis.layers
+        if layer.candidate and layer.separable
+    ]
+    saved.sort(key=lambda pair: pair[0], reverse=True)
+    return [layer for _, layer in saved[:n]]
 
 
 def percent(x: float) -> str:
@@ -110,26 +115,32 @@ def timing_totals(analysis: Analysis) -> tuple[float, float, int, int] | None:
     if t is None:
         return None
     calls = {layer.name: layer.calls for layer in analysis.layers}
-    timed = [x for x in t.layers if x.seconds is not None and x.seconds_dw_pw is not None]
-    before = sum(x.seconds * calls[x.name] for x in timed)  # type: ignore[operator]
-    after = sum(x.seconds_dw_pw * calls[x.name] for x in timed)  # type: ignore[operator]
-    return before, after, sum(1 for x in timed if (x.speedup_measured or 0) > 1), len(timed)
+    timed = [
+        (x.seconds * calls[x.name], x.seconds_dw_pw * calls[x.name], x.speedup_measured)
+        for x in t.layers
+        if x.seconds is not None and x.seconds_dw_pw is not None
+    ]
+    before = sum(seconds for seconds, _, _ in timed)
+    after = sum(seconds for _, seconds, _ in timed)
+    return before, after, sum(1 for _, _, speedup in timed if (speedup or 0) > 1), len(timed)
 
 
 def timing_lines(analysis: Analysis) -> list[str]:
     """The measured-time headline: what the MAC ratio promised and what this machine delivered."""
-    totals = timing_totals(analysis)
-    if totals is None:
-        return []
     t = analysis.timing
+    totals = timing_totals(analysis)
+    if t is None or totals is None:
+        return []
     before, after, faster, n = totals
     if not n:
-        return [f"measured time ({t.device}): no candidate could be timed"]  # type: ignore[union-attr]
-    cands = [layer for layer in analysis.layers if layer.candidate and layer.separable]
-    promised = sum(x.macs for x in cands) / max(sum(x.separable.dw_pw.macs for x in cands), 1)  # type: ignore[union-attr]
+        return [f"measured time ({t.device}): no candidate could be timed"]
+    cands = [(x.macs, x.separable.dw_pw.macs) for x in analysis.layers if x.candidate and x.separable]
+    promised = sum(macs for macs, _ in cands) / max(sum(dw_pw for _, dw_pw in cands), 1)
     return [
-        f"measured on {t.device} ({t.threads} threads, median of {t.repeats} calls): candidates take {before * 1e3:.2f} ms, "  # type: ignore[union-attr]
-        f"their depthwise→pointwise forms {after * 1e3:.2f} ms ({before / after:.2f}× faster; MACs promised {promised:.2f}×); "
+        f"measured on {t.device} ({t.threads} threads, median of {t.repeats} calls): "
+        f"candidates take {before * 1e3:.2f} ms, "
+        f"their depthwise→pointwise forms {after * 1e3:.2f} ms "
+        f"({before / after:.2f}× faster; MACs promised {promised:.2f}×); "
         f"faster for {faster} of {n}"
     ]
 
@@ -137,21 +148,22 @@ def timing_lines(analysis: Analysis) -> list[str]:
 def weights_text(weights: str, source: str | None) -> str:
     """Where the weights came from, for one summary line: trained (loaded), the model file's, or fresh."""
     src = f" {source}" if source else ""
-    if weights == "loaded":
+    if weights == WeightsOrigin.LOADED:
         return f"trained, loaded from{src}"
-    if weights == "initialised":
+    if weights == WeightsOrigin.INITIALISED:
         built = source or "no checkpoint"
         return f"freshly initialised ({built}): energy figures describe random weights; pass --weights"
-    if weights == "model file":
+    if weights == WeightsOrigin.MODEL_FILE:
         return f"as the model file builds them ({source})" if source else "as the model file builds them"
-    return "as given to analyze() (not loaded by convaudit)" if weights == "as given" else f"{weights}{src}"
+    return "as given to analyze() (not loaded by convaudit)" if weights == WeightsOrigin.AS_GIVEN else f"{weights}{src}"
 
 
 def summary_lines(analysis: Analysis) -> list[str]:
     """The headline figures, one per line, units named."""
     t = analysis.totals
     lines = [
-        f"model: {analysis.model} ({analysis.model_class}), inputs {', '.join(shape(s) for s in analysis.input_shapes)}",
+        f"model: {analysis.model} ({analysis.model_class}), "
+        f"inputs {', '.join(shape(s) for s in analysis.input_shapes)}",
         f"weights: {weights_text(analysis.weights, analysis.weights_source)}",
         f"traced with: {analysis.trace_path}" + (f" — {analysis.trace_note}" if analysis.trace_note else ""),
         f"params: {count(t.params)} · MACs: {count(t.macs)} ({si(t.macs)}; FLOPs = 2·MACs = {si(t.flops)})",

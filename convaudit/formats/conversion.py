@@ -26,8 +26,10 @@ def render_conversion_text(report: ConversionReport) -> str:
     lines = [
         f"converted {len(r.layers)} conv(s) of {r.model}",
         f"weights: {weights_text(r.weights, r.weights_source)}",
-        f"params: {count(r.params_before)} → {count(r.params_measured)} ({ratio(r.params_measured / r.params_before if r.params_before else 1)}) · "
-        f"MACs: {count(r.macs_before)} → {count(r.macs_measured)} ({ratio(r.macs_measured / r.macs_before if r.macs_before else 1)}) · {check}",
+        f"params: {count(r.params_before)} → {count(r.params_measured)} "
+        f"({ratio(r.params_measured / r.params_before if r.params_before else 1)}) · "
+        f"MACs: {count(r.macs_before)} → {count(r.macs_measured)} "
+        f"({ratio(r.macs_measured / r.macs_before if r.macs_before else 1)}) · {check}",
         f"final output relative error on the example inputs: {_err(r.output_error)}"
         + (f" · worst layer: {_err(r.max_layer_error)}" if r.max_layer_error is not None else ""),
     ]
@@ -96,7 +98,7 @@ def conversion_view(report: ConversionReport) -> dict[str, Any]:
 
 def render_conversion_html(report: ConversionReport) -> str:
     """One self-contained HTML page (the report's stylesheet inlined, no network)."""
-    from convaudit.formats.html import _environment, template_root
+    from convaudit.formats.templating import jinja_environment, template_root
 
-    env = _environment(template_root())
+    env = jinja_environment(template_root())
     return env.get_template("conversion.html.j2").render(conversion_view(report))

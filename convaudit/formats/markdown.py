@@ -59,10 +59,10 @@ def render_markdown(analysis: Analysis) -> str:
     ]
     if a.trace_note:
         lines += ["", f"> **Trace:** {md(a.trace_note)}"]
-    lines += [""] + _headline(a)
+    lines += ["", *_headline(a)]
     if a.layers:
-        lines += [""] + _top(a) + _skipped(a)
-    lines += [""] + _coverage(a)
+        lines += ["", *_top(a), *_skipped(a)]
+    lines += ["", *_coverage(a)]
     if a.warnings:
         lines += [""] + [f"> **Warning:** {md(w)}" for w in a.warnings]
     env = " · ".join(f"{md(k)} {md(v)}" for k, v in sorted(a.environment.items()) if k != "platform")
@@ -84,9 +84,11 @@ def _headline(a: Analysis) -> list[str]:
         "| | params | MACs | share of MACs |",
         "|---|---:|---:|---:|",
         f"| model | {count(t.params)} | {count(t.macs)} ({si(t.macs)}) | 100% |",
-        f"| {len(a.layers)} convolutions | {count(t.conv_params)} | {count(t.conv_macs)} | {percent(t.conv_macs_share)} |",
+        f"| {len(a.layers)} convolutions | {count(t.conv_params)} | {count(t.conv_macs)} "
+        f"| {percent(t.conv_macs_share)} |",
         f"| {t.candidates} candidates | {count(t.candidate_params)} | {count(t.candidate_macs)} | {cand_share} |",
-        f"| **predicted** after converting all candidates (DW→PW, m = 1) | {count(t.params_after)} ({ratio(t.params_after_ratio)}) "
+        "| **predicted** after converting all candidates (DW→PW, m = 1) "
+        f"| {count(t.params_after)} ({ratio(t.params_after_ratio)}) "
         f"| {count(t.macs_after)} ({ratio(t.macs_after_ratio)}) | |",
         "",
         f"MACs = multiply-accumulates; FLOPs = 2·MACs = {si(t.flops)} for the model.",
@@ -127,7 +129,8 @@ def _top(a: Analysis) -> list[str]:
 def _top_row(layer: ConvLayer, sep: Separable) -> str:
     io = f"{shape(layer.input_shape)} → {shape(layer.output_shape)}"
     return (
-        f"| {md_code(layer.name)} | {md_code(_location(layer.source)) if layer.source else ''} | {kernel(layer)} | {io} "
+        f"| {md_code(layer.name)} | {md_code(_location(layer.source)) if layer.source else ''} "
+        f"| {kernel(layer)} | {io} "
         f"| {si(layer.macs)} | {si(sep.dw_pw.macs)} | {ratio(sep.dw_pw.macs_ratio)} "
         f"| {count(layer.params)} → {count(sep.dw_pw.params)} "
         f"| {f'{layer.separability.dw_pw[0]:.0%}' if layer.separability and layer.separability.dw_pw else '—'} |"

@@ -29,12 +29,15 @@ def _row(layer: ConvLayer) -> str:
     r = ratio(sep.dw_pw.macs_ratio) if sep else ""
     io = f"{shape(layer.input_shape)} → {shape(layer.output_shape)}"
     name = layer.name if len(layer.name) <= 36 else "…" + layer.name[-35:]
-    return f"{name:<36} {layer.kind:<11} {kernel(layer):<9} {io:<28} {count(layer.params):>11} {count(layer.macs):>15} {parts:>22} {alt:>15} {r:>7}"
+    return (
+        f"{name:<36} {layer.kind:<11} {kernel(layer):<9} {io:<28} {count(layer.params):>11} "
+        f"{count(layer.macs):>15} {parts:>22} {alt:>15} {r:>7}"
+    )
 
 
 def render_text(analysis: Analysis) -> str:
     """Full text report: summary, every conv, skip reasons."""
-    lines = summary_lines(analysis) + [""]
+    lines = [*summary_lines(analysis), ""]
     if not analysis.layers:
         lines += ["No convolutions found.", "", text_signature()]
         return "\n".join(lines) + "\n"
@@ -43,14 +46,15 @@ def render_text(analysis: Analysis) -> str:
     if analysis.timing is not None:
         lines += [
             "",
-            f"{'measured time (one call)':<36} {'conv [ms]':>10} {'DW→PW [ms]':>11} {'speed-up':>9} {'MACs promise':>13}",
+            f"{'measured time (one call)':<36} {'conv [ms]':>10} {'DW→PW [ms]':>11} "
+            f"{'speed-up':>9} {'MACs promise':>13}",
         ]
         for t in analysis.timing.layers:
-            if t.skipped:
-                lines.append(f"{t.name:<36} not timed: {t.skipped}")
+            if t.skipped or t.seconds is None or t.seconds_dw_pw is None:  # measure() gives a reason when it skips
+                lines.append(f"{t.name:<36} not timed: {t.skipped or 'no time measured'}")
                 continue
             lines.append(
-                f"{t.name:<36} {t.seconds * 1e3:>10.3f} {t.seconds_dw_pw * 1e3:>11.3f} "  # type: ignore[operator]
+                f"{t.name:<36} {t.seconds * 1e3:>10.3f} {t.seconds_dw_pw * 1e3:>11.3f} "
                 f"{t.speedup_measured:>8.2f}× {t.speedup_predicted:>12.2f}×"
             )
     skipped = [layer for layer in analysis.layers if not layer.candidate]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -23,7 +24,8 @@ __all__ = ["MAX_INPUT_BYTES", "measure"]
 #: Layers whose input tensor is larger than this are not timed (a real forward must allocate it).
 MAX_INPUT_BYTES = 512 * 1024**2
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+# the class follows layer.dims, so its argument types (per-class tuple lengths, padding_mode) are checked at run time
+_CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def measure(layers: tuple[ConvLayer, ...] | list[ConvLayer], repeats: int = 10, device: str = "cpu") -> Timing:

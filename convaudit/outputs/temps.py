@@ -14,8 +14,10 @@ import shutil
 import signal
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 __all__ = ["Terminated", "discard", "held", "register", "remove_temps", "signals_as_exceptions"]
 
@@ -91,7 +93,7 @@ def _on_signal(signum: int, frame: object) -> None:
 def signals_as_exceptions() -> Iterator[None]:
     """For one command: SIGTERM raises Terminated, SIGINT KeyboardInterrupt, and temporaries go on any exit."""
     main = threading.current_thread() is threading.main_thread()
-    previous: dict[int, object] = {}
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
     if main:
         for signum, usual in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
             if signal.getsignal(signum) == usual:  # an ignored or a custom handler is left as it is
@@ -103,4 +105,4 @@ def signals_as_exceptions() -> Iterator[None]:
             remove_temps()
         finally:
             for number, handler in previous.items():
-                signal.signal(number, handler)  # type: ignore[arg-type]
+                signal.signal(number, handler)

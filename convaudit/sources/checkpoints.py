@@ -241,7 +241,7 @@ def _protocol2(path: Path, vetted: set[tuple[str, str]]) -> types.ModuleType:
     """A pickle module for torch.load: torch's weights_only unpickler, fed the protocol-2 rewrite of each pickle."""
     from torch import _weights_only_unpickler as wo
 
-    class Unpickler(wo.Unpickler):  # type: ignore[misc]
+    class Unpickler(wo.Unpickler):
         def __init__(self, file: IO[bytes], *, encoding: str = "bytes") -> None:
             scan = scan_pickle(_one_pickle(file, path), str(path))
             if not set(scan.globals) <= vetted:
@@ -252,8 +252,7 @@ def _protocol2(path: Path, vetted: set[tuple[str, str]]) -> types.ModuleType:
         return Unpickler(file, encoding=encoding).load()
 
     shim = types.ModuleType("convaudit_weights_only_protocol2")
-    shim.Unpickler, shim.load = Unpickler, load  # type: ignore[attr-defined]
-    shim.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr-defined]
+    vars(shim).update(Unpickler=Unpickler, load=load, UnpicklingError=pickle.UnpicklingError)
     return shim
 
 

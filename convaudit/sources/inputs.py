@@ -55,7 +55,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise UsageError(f"--input-shape {text!r} is not a shape; write positive integers like 1,3,224,224")
     if math.prod(shape) >= MAX_NUMEL:
         raise UsageError(
-            f"--input-shape {text!r} has {math.prod(shape):.3g} elements, more than a tensor can hold; give a smaller shape"
+            f"--input-shape {text!r} has {math.prod(shape):.3g} elements, more than a tensor can hold; "
+            "give a smaller shape"
         )
     return shape
 

@@ -30,6 +30,7 @@ from convaudit.sources.inputs import (
     split_inputs,
 )
 from convaudit.sources.locations import record_definitions
+from convaudit.vocab import WeightsOrigin
 
 __all__ = ["CHECKPOINT_SUFFIXES", "LoadedModel", "load", "parse_shape"]
 
@@ -47,7 +48,7 @@ class LoadedModel:
     entry: str  #: what was built: "build_model()", "model", "Net()", "torchvision.models.resnet18", ...
     notes: list[str] = field(default_factory=list)  #: e.g. a guessed input shape
     namespace: dict[str, Any] = field(default_factory=dict)  #: the model file's globals (calibration_inputs, ...)
-    weights: str = "model file"  #: "loaded" (checkpoint, --weights) | "model file" | "initialised" (fresh torchvision)
+    weights: str = WeightsOrigin.MODEL_FILE  #: loaded (checkpoint, --weights) | model file | initialised (fresh)
     weights_source: str | None = None  #: the file (and key) they were loaded from, the model file, or the builder
 
 
@@ -80,7 +81,7 @@ def load(
         else:
             loaded = _load_python(path, entry)
     if weights is not None:
-        loaded.weights, loaded.weights_source = "loaded", load_weights(loaded.model, Path(weights), trust)
+        loaded.weights, loaded.weights_source = WeightsOrigin.LOADED, load_weights(loaded.model, Path(weights), trust)
     if input_shapes:
         dtype = floating_dtype(loaded.model)  # a float16 model gets float16 inputs
         loaded.args = tuple(torch.empty(s, dtype=dtype, device="meta") for s in input_shapes)
@@ -152,8 +153,8 @@ def _pick_entry(module: Any, path: Path, entry: str | None) -> tuple[nn.Module, 
         return _build(classes[0], classes[0].__name__, path), f"{classes[0].__name__}()"
     if not classes:
         raise _no_entry_error(module, path)
-    names = ", ".join(c.__name__ for c in classes)
-    raise ModelLoadError(f"{path} defines several nn.Module classes ({names}); pick one with --entry NAME")
+    listed = ", ".join(c.__name__ for c in classes)
+    raise ModelLoadError(f"{path} defines several nn.Module classes ({listed}); pick one with --entry NAME")
 
 
 def _build(obj: Any, what: str, path: Path) -> nn.Module:
@@ -274,7 +275,7 @@ def _load_torchvision(name: str) -> LoadedModel:
         {},
         f"torchvision:{name}",
         f"torchvision.models.{name}",
-        weights="initialised",
+        weights=WeightsOrigin.INITIALISED,
         weights_source=f"torchvision.models.{name}(weights=None)",
     )
 
@@ -285,7 +286,9 @@ def _load_torchvision(name: str) -> LoadedModel:
 def _load_checkpoint(path: Path, trust: Sequence[str]) -> LoadedModel:
     obj = load_checkpoint_object(path, trust)
     if isinstance(obj, nn.Module):
-        return LoadedModel(obj, (), {}, str(path), type(obj).__name__, weights="loaded", weights_source=str(path))
+        return LoadedModel(
+            obj, (), {}, str(path), type(obj).__name__, weights=WeightsOrigin.LOADED, weights_source=str(path)
+        )
     kind = "a state_dict" if isinstance(obj, dict) else f"a {type(obj).__name__}"
     raise CheckpointError(
         f"{path} holds {kind}, not a whole module; pass a model.py (or torchvision:NAME) that builds the model, "

@@ -16,6 +16,7 @@ import sys
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import CodeType, FrameType
 
 import torch.nn as nn
 
@@ -33,13 +34,13 @@ def record_definitions() -> Iterator[None]:
     def hook(parent: nn.Module, name: str, submodule: nn.Module | None) -> None:
         if submodule is None or submodule in _DEFINED:
             return
-        frame = sys._getframe(1)
+        frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             path = frame.f_code.co_filename
             if not any(part in path for part in _SKIP):
                 _DEFINED[submodule] = f"{path}:{frame.f_lineno}"
                 return
-            frame = frame.f_back  # type: ignore[assignment]
+            frame = frame.f_back
 
     handle = nn.modules.module.register_module_module_registration_hook(hook)
     try:
@@ -73,23 +74,28 @@ def _attribute_definition(root: nn.Module, owner_name: str, attr: str) -> str | 
         owner = root.get_submodule(owner_name)
     except AttributeError:
         return None
-    found = _assignment_in_init(type(owner), attr)
+    init = _init_code(type(owner))
+    found = _assignment_in_init(init, attr) if init is not None else None
     if owner_name and (found is None or _TORCH in found):  # e.g. inside an nn.Sequential: where was that made?
         return definition_of(root, owner_name) or found
     return found or _init_line(type(owner))
 
 
-def _init_line(cls: type) -> str | None:
-    code = getattr(cls.__init__, "__code__", None)
+def _init_code(cls: type[nn.Module]) -> CodeType | None:
+    """The code object of ``cls.__init__``; None where it has none (a C-level or wrapped ``__init__``)."""
+    return getattr(cls.__init__, "__code__", None)
+
+
+def _init_line(cls: type[nn.Module]) -> str | None:
+    code = _init_code(cls)
     return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None
 
 
+# keyed by the code object, not the class: the answer depends on the code alone, and classes sharing an
+# inherited __init__ share an entry
 @functools.lru_cache(maxsize=4096)
-def _assignment_in_init(cls: type, attr: str) -> str | None:
-    """file:line of ``self.<attr> =`` in ``cls.__init__`` (cheap: code object line table, no AST parse)."""
-    init = getattr(cls.__init__, "__code__", None)
-    if init is None:
-        return None
+def _assignment_in_init(init: CodeType, attr: str) -> str | None:
+    """file:line of ``self.<attr> =`` in the ``__init__`` whose code is ``init`` (line table, no AST parse)."""
     path = init.co_filename
     last = max((line for _, _, line in init.co_lines() if line is not None), default=init.co_firstlineno)
     pattern = re.compile(rf"self\.{re.escape(attr)}\s*(:[^=]*)?=")

@@ -56,7 +56,7 @@ class Registry(Generic[R]):
         and is returned as None too (callers tell the two apart with :meth:`lookup_or_missing`).
         """
         found = self.lookup_or_missing(key, overrides)
-        return None if found is _MISSING else found  # type: ignore[return-value]
+        return None if found is _MISSING else found
 
     def lookup_or_missing(self, key: Any, overrides: Mapping[Any, R | None] | None = None) -> Any:
         """Like :meth:`lookup`, but returns the sentinel ``MISSING`` when no rule exists at all."""

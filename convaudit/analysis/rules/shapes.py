@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import torch
 import torch.nn as nn
@@ -38,11 +38,15 @@ ShapeRule = Callable[[Any, tuple, dict], Shape]
 SHAPE_RULES: Registry[ShapeRule] = Registry("shape rules")
 
 
-def as_tuple(v: Any, n: int) -> tuple[int, ...]:
+@overload
+def as_tuple(v: int | tuple[int, ...] | list[int], n: int) -> tuple[int, ...]: ...
+@overload
+def as_tuple(v: tuple[int | None, ...] | list[int | None] | None, n: int) -> tuple[int | None, ...]: ...
+def as_tuple(v: Any, n: int) -> tuple[int | None, ...]:
     """An int or a sequence of ints as an n-tuple (PyTorch's _single/_pair/_triple); None entries stay None."""
     if isinstance(v, (tuple, list)):
-        return tuple(None if x is None else int(x) for x in v)  # type: ignore[misc]
-    return (None,) * n if v is None else (int(v),) * n  # type: ignore[return-value]
+        return tuple(None if x is None else int(x) for x in v)
+    return (None,) * n if v is None else (int(v),) * n
 
 
 def _window(size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
@@ -74,10 +78,12 @@ def _conv_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
         out = spatial
     else:
         pad = (0,) * nd if m.padding == "valid" else m.padding
+        # nn.ConvNd expands every size to nd entries (_ntuple) when it is built
         out = tuple(
-            _window(i, k, s, p, d, False) for i, k, s, p, d in zip(spatial, m.kernel_size, m.stride, pad, m.dilation)
+            _window(i, k, s, p, d, False)
+            for i, k, s, p, d in zip(spatial, m.kernel_size, m.stride, pad, m.dilation, strict=True)
         )
-    return lead[:-1] + (m.out_channels,) + out
+    return (*lead[:-1], m.out_channels, *out)
 
 
 @SHAPE_RULES.register(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -88,11 +94,13 @@ def _conv_transpose_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
     lead, spatial = _spatial_input(m, args[0], nd, m.in_channels)
     out = tuple(
         (i - 1) * s - 2 * p + d * (k - 1) + op + 1
-        for i, k, s, p, d, op in zip(spatial, m.kernel_size, m.stride, m.padding, m.dilation, m.output_padding)
+        for i, k, s, p, d, op in zip(
+            spatial, m.kernel_size, m.stride, m.padding, m.dilation, m.output_padding, strict=True
+        )
     )
     if any(o <= 0 for o in out):
         raise ShapeMismatch(f"input size {spatial} gives a non-positive output size {out}")
-    return lead[:-1] + (m.out_channels,) + out
+    return (*lead[:-1], m.out_channels, *out)
 
 
 @SHAPE_RULES.register(nn.Linear)
@@ -100,7 +108,7 @@ def _linear_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
     shape = tuple(args[0].shape)
     if not shape or shape[-1] != m.in_features:
         raise ShapeMismatch(f"expects last dimension {m.in_features}, got input shape {shape}")
-    return shape[:-1] + (m.out_features,)
+    return (*shape[:-1], m.out_features)
 
 
 @SHAPE_RULES.register(
@@ -169,7 +177,10 @@ def _pool_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
     s = as_tuple(m.stride if m.stride is not None else m.kernel_size, nd)
     p = as_tuple(m.padding, nd)
     d = as_tuple(getattr(m, "dilation", 1), nd)
-    return lead + tuple(_window(i, *a, m.ceil_mode) for i, *a in zip(spatial, k, s, p, d))
+    if any(len(t) != nd for t in (k, s, p, d)):  # sizes are stored as given (e.g. (3,) on a 2-d pool): PyTorch decides
+        raise NoRule
+    windows = zip(spatial, k, s, p, d, strict=True)
+    return lead + tuple(_window(i, kk, ss, pp, dd, m.ceil_mode) for i, kk, ss, pp, dd in windows)
 
 
 @SHAPE_RULES.register(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
@@ -177,14 +188,16 @@ def _adaptive_pool_shape(m: Any, args: tuple, kwargs: dict) -> Shape:
     nd = int(type(m).__name__[-2])
     lead, spatial = _spatial_input(m, args[0], nd, None)
     size = as_tuple(m.output_size, nd)
-    return lead + tuple(i if o is None else o for i, o in zip(spatial, size))
+    if len(size) != nd:  # stored as given: PyTorch decides what a short output_size means
+        raise NoRule
+    return lead + tuple(i if o is None else o for i, o in zip(spatial, size, strict=True))
 
 
 def _flatten(shape: Shape, start: int, end: int) -> Shape:
     if not shape:
         return (1,)
     start, end = start % len(shape), end % len(shape)
-    return shape[:start] + (math.prod(shape[start : end + 1]),) + shape[end + 1 :]
+    return (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
 
 
 @SHAPE_RULES.register(nn.Flatten)
@@ -217,4 +230,4 @@ def _cat_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
     rest = {s[:dim] + s[dim + 1 :] for s in shapes}
     if len(rest) != 1:
         raise ShapeMismatch(f"cannot concatenate shapes {shapes} along dim {dim}")
-    return shapes[0][:dim] + (sum(s[dim] for s in shapes),) + shapes[0][dim + 1 :]
+    return (*shapes[0][:dim], sum(s[dim] for s in shapes), *shapes[0][dim + 1 :])

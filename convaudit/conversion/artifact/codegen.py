@@ -27,12 +27,12 @@ import torch.nn as nn
 
 from convaudit.analysis.tracing import trace
 from convaudit.conversion.artifact.constructors import (
-    _ctor,
-    _data,
-    _dtype,
-    _literal,
-    _NotGenerable,
-    _text,
+    NotGenerable,
+    constructor,
+    data_literal,
+    dtype_literal,
+    exact_text,
+    literal,
 )
 from convaudit.conversion.layers import SeparableConv
 from convaudit.conversion.planning import Plan
@@ -132,31 +132,31 @@ def load(directory=None, map_location="cpu"):
 
 
 def generate_source(model: nn.Module, report: ConversionReport) -> str:
-    """model.py for the converted model from its traced graph; raises _NotGenerable when it cannot."""
+    """model.py for the converted model from its traced graph; raises NotGenerable when it cannot."""
     try:
         traced = trace(model, leaf_types=(SeparableConv,))
     except Exception as exc:
-        raise _NotGenerable(f"the converted model cannot be traced symbolically ({type(exc).__name__})") from exc
+        raise NotGenerable(f"the converted model cannot be traced symbolically ({type(exc).__name__})") from exc
     modules: dict[str, str] = {}
     tensors: dict[str, str] = {}
     for node in traced.graph.nodes:
         if node.op == "call_module" and node.target not in modules:
-            modules[node.target] = _ctor(_at(traced, _checked_path(node.target)))
+            modules[node.target] = constructor(_at(traced, _checked_path(node.target)))
         elif node.op == "get_attr" and node.target not in tensors:
             tensors[node.target] = _tensor_args(traced, _checked_path(node.target))
     try:
         code = safe_codegen(traced.graph).python_code(root_module="self")
     except UnsafeNameError as exc:
-        raise _NotGenerable(str(exc)) from exc
+        raise NotGenerable(str(exc)) from exc
     used = {name: obj for name, obj in code.globals.items() if re.search(rf"\b{re.escape(name)}\b", code.src)}
     taken = sorted(name for name, obj in used.items() if name in _MODULE_NAMES and obj is not attr_path)
     if taken:
-        raise _NotGenerable(f"the graph uses a global named {taken[0]}, a name model.py defines for itself")
+        raise NotGenerable(f"the graph uses a global named {taken[0]}, a name model.py defines for itself")
     aliases = [name for name, obj in used.items() if obj is attr_path and name != ATTR_HELPER]
     late = "".join(f"{name} = {ATTR_HELPER}\n" for name in aliases)
     body = ["class ConvertedModel(torch.nn.Module):", "    def __init__(self):", "        super().__init__()"]
-    body += [f"        _put(self, {_literal(path)}, {ctor})" for path, ctor in modules.items()]
-    body += [f"        _tensor(self, {_literal(path)}, {args})" for path, args in tensors.items()]
+    body += [f"        _put(self, {literal(path)}, {ctor})" for path, ctor in modules.items()]
+    body += [f"        _tensor(self, {literal(path)}, {args})" for path, args in tensors.items()]
     forward = textwrap.dedent(code.src).strip("\n")
     body += [""] + ["    " + line if line.strip() else "" for line in forward.splitlines()]
     imports = "".join(f"{line}\n" for line in _imports(used))
@@ -164,7 +164,7 @@ def generate_source(model: nn.Module, report: ConversionReport) -> str:
     try:
         ast.parse(source)
     except SyntaxError as exc:  # never expected: every name went in as data; replaying is the safe way out
-        raise _NotGenerable(f"the generated code does not parse (line {exc.lineno})") from exc
+        raise NotGenerable(f"the generated code does not parse (line {exc.lineno})") from exc
     return source
 
 
@@ -176,12 +176,14 @@ def _header(report: ConversionReport) -> str:
         f"{n} conv{'s' if n != 1 else ''} rewritten; params {report.params_before:,} -> {report.params_measured:,}, "
         f"MACs {report.macs_before:,} -> {report.macs_measured:,}"
     )
-    settings = {_text(k): _data(v) for k, v in report.settings.items() if v not in (None, [], (), 0.0, False)}
+    settings = {
+        exact_text(k): data_literal(v) for k, v in report.settings.items() if v not in (None, [], (), 0.0, False)
+    }
     return _HEADER.format(
-        version=_literal(_text(__version__)),
-        model=_literal(_text(report.model)),
-        summary=_literal(summary),
-        settings="{" + ", ".join(f"{_literal(k)}: {v}" for k, v in settings.items()) + "}",
+        version=literal(exact_text(__version__)),
+        model=literal(exact_text(report.model)),
+        summary=literal(summary),
+        settings="{" + ", ".join(f"{literal(k)}: {v}" for k, v in settings.items()) + "}",
     )
 
 
@@ -192,7 +194,7 @@ def _checked_path(path: str) -> str:
     """A module path that _put/_tensor can rebuild: no empty name, none shadowing an nn.Module attribute."""
     for name in path.split("."):
         if not name or hasattr(_NN_MODULE, name):
-            raise _NotGenerable(f"the name {name!r} in {path!r} cannot be registered on a module")
+            raise NotGenerable(f"the name {name!r} in {path!r} cannot be registered on a module")
     return path
 
 
@@ -200,17 +202,17 @@ def _at(traced: Any, path: str) -> Any:
     try:
         return traced.attr(path)
     except Exception as exc:  # e.g. a name holding a dot, put straight into _modules
-        raise _NotGenerable(f"{path!r} does not resolve to a submodule ({type(exc).__name__})") from exc
+        raise NotGenerable(f"{path!r} does not resolve to a submodule ({type(exc).__name__})") from exc
 
 
 def _tensor_args(traced: Any, path: str) -> str:
     if path in traced.constants:
-        raise _NotGenerable(f"the graph holds a tensor constant ({path!r}), which state_dict.pt does not")
+        raise NotGenerable(f"the graph holds a tensor constant ({path!r}), which state_dict.pt does not")
     t = _at(traced, path)
     if not isinstance(t, torch.Tensor):
-        raise _NotGenerable(f"get_attr {path!r} is not a tensor")
+        raise NotGenerable(f"get_attr {path!r} is not a tensor")
     shape = tuple(int(s) for s in t.shape)
-    return f"{_literal(shape)}, {_dtype(t.dtype)}, {isinstance(t, nn.Parameter)}"
+    return f"{literal(shape)}, {dtype_literal(t.dtype)}, {isinstance(t, nn.Parameter)}"
 
 
 #: Module-level names of model.py: a graph global of the same name would be overwritten by them.
@@ -258,20 +260,20 @@ def _imports(globals_: dict[str, Any]) -> list[str]:
                 out.append(line)
             continue
         if not is_plain(name):
-            raise _NotGenerable(f"the graph uses a global named {name!r}")
+            raise NotGenerable(f"the graph uses a global named {name!r}")
         if type(obj) is str:  # a string annotation (``from __future__ import annotations``): data
-            out.append(f"{name} = {_literal(obj)}")
+            out.append(f"{name} = {literal(obj)}")
             continue
         if inspect.ismodule(obj):
             if not _dotted(obj.__name__) or sys.modules.get(obj.__name__) is not obj:
-                raise _NotGenerable(f"the graph uses module {obj.__name__!r}, which cannot be imported by name")
+                raise NotGenerable(f"the graph uses module {obj.__name__!r}, which cannot be imported by name")
             out.append(f"import {obj.__name__} as {name}" if obj.__name__ != name else f"import {name}")
             continue
         module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
         if not (isinstance(module, str) and isinstance(qual, str) and _dotted(module) and _dotted(qual)):
-            raise _NotGenerable(f"the graph calls {name}, which cannot be imported by name")
+            raise NotGenerable(f"the graph calls {name}, which cannot be imported by name")
         if module == "__main__" or not _resolves(module, qual, obj):
-            raise _NotGenerable(f"the graph calls {name}, which cannot be imported by name")
+            raise NotGenerable(f"the graph calls {name}, which cannot be imported by name")
         owner, _, rest = qual.partition(".")
         if rest:
             out.append(f"from {module} import {owner} as _{name}_owner")
@@ -329,15 +331,16 @@ def replay_source(report: ConversionReport, plan: Plan, source: str | None, entr
             f"model.py cannot be generated ({reason}) and the model's source is unknown; save from a source file"
         )
     style = report.settings.get("style")
-    style = None if style is None else _text(style)
+    style = None if style is None else exact_text(style)
     # exact str/int/None only: pformat writes them with repr
     layers = [
-        {"name": _text(c.name), "order": _text(c.order), "rank": int(c.rank), "style": style} for c in plan.choices
+        {"name": exact_text(c.name), "order": exact_text(c.order), "rank": int(c.rank), "style": style}
+        for c in plan.choices
     ]
     src = str(Path(source).resolve()) if not source.startswith("torchvision:") else source
     return _header(report) + _REPLAY.format(
-        reason=_literal(_text(reason)),
-        source=_literal(_text(src)),
-        entry=_data(entry),
+        reason=literal(exact_text(reason)),
+        source=literal(exact_text(src)),
+        entry=data_literal(entry),
         layers=pprint.pformat(layers, sort_dicts=False),
     )

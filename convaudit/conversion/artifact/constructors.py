@@ -20,58 +20,60 @@ from torch.nn.modules.conv import _ConvNd
 
 from convaudit.conversion.layers import SeparableConv
 from convaudit.conversion.safe_fx import is_plain
+from convaudit.vocab import LAYER_ORDERS, Style
 
-__all__: list[str] = []  # used by convaudit.codegen only
+# Used by codegen (model.py from a traced graph) only.
+__all__ = ["NotGenerable", "constructor", "data_literal", "dtype_literal", "exact_text", "literal"]
 
 
-class _NotGenerable(Exception):
+class NotGenerable(Exception):
     """A module of the converted model cannot be written as a constructor call."""
 
 
-def _text(value: object) -> str:
+def exact_text(value: object) -> str:
     """An exact ``str`` (a str subclass could bring its own __repr__)."""
     return "".join(str(value))
 
 
-def _data(value: object) -> str:
+def data_literal(value: object) -> str:
     """``value`` as literal data, or as its text when it is no plain data."""
     try:
-        return _literal(value)
-    except _NotGenerable:
-        return _literal(_text(value))
+        return literal(value)
+    except NotGenerable:
+        return literal(exact_text(value))
 
 
-def _literal(value: object, depth: int = 0) -> str:
+def literal(value: object, depth: int = 0) -> str:
     """repr() of plain data (None, bool, int, float, str and tuples/lists of these), checked recursively."""
     kind = type(value)
     if depth > 16:
-        raise _NotGenerable("a value nests too deeply to be written as data")
-    if kind is float and not math.isfinite(value):  # type: ignore[arg-type]
+        raise NotGenerable("a value nests too deeply to be written as data")
+    if type(value) is float and not math.isfinite(value):
         return f"float({str(value)!r})"
     if kind is str:  # ascii(): the file shows every character as it is (no look-alikes, no bidi controls)
         return ascii(value)
     if kind in (type(None), bool, int, float):
         return repr(value)
-    if kind in (tuple, list):
-        items = [_literal(v, depth + 1) for v in value]  # type: ignore[attr-defined]
+    if type(value) is tuple or type(value) is list:  # exact types: no namedtuple or list subclass
+        items = [literal(v, depth + 1) for v in value]
         if kind is list:
             return "[" + ", ".join(items) + "]"
         return "(" + items[0] + ",)" if len(items) == 1 else "(" + ", ".join(items) + ")"
-    raise _NotGenerable(f"a value of type {kind.__name__} cannot be written as plain data")
+    raise NotGenerable(f"a value of type {kind.__name__} cannot be written as plain data")
 
 
 def _is_literal(value: object) -> bool:
     try:
-        _literal(value)
-    except _NotGenerable:
+        literal(value)
+    except NotGenerable:
         return False
     return True
 
 
-def _dtype(dtype: torch.dtype) -> str:
+def dtype_literal(dtype: torch.dtype) -> str:
     name = str(dtype).removeprefix("torch.")
     if not is_plain(name) or getattr(torch, name, None) is not dtype:
-        raise _NotGenerable(f"dtype {name!r} cannot be written as torch.NAME")
+        raise NotGenerable(f"dtype {name!r} cannot be written as torch.NAME")
     return f"torch.{name}"
 
 
@@ -80,7 +82,7 @@ _CONVS: dict[type, str] = {
 }
 
 
-def _ctor(m: nn.Module) -> str:
+def constructor(m: nn.Module) -> str:
     """A constructor expression for a leaf module of the converted graph."""
     if isinstance(m, SeparableConv):
         return _separable_ctor(m)
@@ -90,12 +92,12 @@ def _ctor(m: nn.Module) -> str:
 
 
 def _separable_ctor(m: SeparableConv) -> str:
-    mobilenet = getattr(m, "style", None) == "mobilenet"
+    mobilenet = getattr(m, "style", None) == Style.MOBILENET
     parts = {"conv_dw", "conv_pw"} | ({"bn_dw", "act_dw"} if mobilenet else set())
     order = getattr(m, "order", None)
-    if set(m._modules) != parts or order not in ("dw_pw", "pw_dw") or (mobilenet and type(m.act_dw) is not nn.ReLU):
-        raise _NotGenerable(f"{type(m).__name__} does not have the parts of a convaudit separable layer")
-    args = [_conv_ctor(m.conv_dw), _conv_ctor(m.conv_pw), _literal(_text(order))]
+    if set(m._modules) != parts or order not in LAYER_ORDERS or (mobilenet and type(m.act_dw) is not nn.ReLU):
+        raise NotGenerable(f"{type(m).__name__} does not have the parts of a convaudit separable layer")
+    args = [_conv_ctor(m.conv_dw), _conv_ctor(m.conv_pw), literal(exact_text(order))]
     if mobilenet:
         args.append(_generic_ctor(m.bn_dw))
     return f"SeparableConv({', '.join(args)})"
@@ -104,7 +106,7 @@ def _separable_ctor(m: SeparableConv) -> str:
 def _conv_ctor(c: nn.Module) -> str:
     """``torch.nn.ConvNd(...)`` from the conv's plain attributes, checked against the conv itself."""
     if type(c) not in _CONVS or not isinstance(c, _ConvNd):
-        raise _NotGenerable(f"{type(c).__name__} is not a torch.nn conv")
+        raise NotGenerable(f"{type(c).__name__} is not a torch.nn conv")
     try:  # a checkpoint's pickle may have set any attribute to anything
         padding = c.padding if isinstance(c.padding, str) else tuple(c.padding)
         kwargs: dict[str, Any] = {
@@ -120,15 +122,15 @@ def _conv_ctor(c: nn.Module) -> str:
             kwargs["output_padding"] = tuple(c.output_padding)
         args, dtype = (c.in_channels, c.out_channels), c.weight.dtype
     except (TypeError, AttributeError) as exc:
-        raise _NotGenerable(f"conv {type(c).__name__} has attributes no constructor call gives") from exc
+        raise NotGenerable(f"conv {type(c).__name__} has attributes no constructor call gives") from exc
     ints = all(type(a) is int for a in (*args, c.groups))
     if not ints or not _same_module(type(c), args, {**kwargs, "dtype": dtype}, c):
-        raise _NotGenerable(f"conv {type(c).__name__} cannot be written as a constructor call")
-    return _call(f"torch.nn.{_CONVS[type(c)]}", args, kwargs, f", dtype={_dtype(dtype)}")
+        raise NotGenerable(f"conv {type(c).__name__} cannot be written as a constructor call")
+    return _call(f"torch.nn.{_CONVS[type(c)]}", args, kwargs, f", dtype={dtype_literal(dtype)}")
 
 
 def _call(func: str, args: tuple, kwargs: dict[str, Any], extra: str = "") -> str:
-    parts = [_literal(a) for a in args] + [f"{k}={_literal(v)}" for k, v in kwargs.items()]
+    parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs.items()]
     return f"{func}({', '.join(parts)}{extra})"
 
 
@@ -137,11 +139,11 @@ def _generic_ctor(m: nn.Module) -> str:
     cls = type(m)
     exported = is_plain(cls.__name__) and getattr(nn, cls.__name__, None) is cls  # torch.nn.NAME is the class
     if not cls.__module__.startswith("torch.nn") or not exported:
-        raise _NotGenerable(f"{cls.__qualname__} is not a torch.nn module")
+        raise NotGenerable(f"{cls.__qualname__} is not a torch.nn module")
     for call in (_repr_call(m), _signature_call(m)):
         if call is not None and _same_module(cls, *call, m):
             return _call(f"torch.nn.{cls.__name__}", *call)
-    raise _NotGenerable(f"cannot write {cls.__name__} as a constructor call")
+    raise NotGenerable(f"cannot write {cls.__name__} as a constructor call")
 
 
 def _repr_call(m: nn.Module) -> tuple[tuple, dict[str, Any]] | None:
@@ -192,4 +194,4 @@ def _same_module(cls: type, args: tuple, kwargs: dict[str, Any], m: nn.Module) -
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         return False
     mine = {k: v for k, v in vars(m).items() if not k.startswith("_") and k != "training" and _is_literal(v)}
-    return all(k in vars(built) and _data(vars(built)[k]) == _literal(v) for k, v in mine.items())
+    return all(k in vars(built) and data_literal(vars(built)[k]) == literal(v) for k, v in mine.items())

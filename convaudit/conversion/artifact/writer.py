@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from convaudit.conversion.artifact.codegen import _NotGenerable, generate_source
+from convaudit.conversion.artifact.codegen import NotGenerable, generate_source
 from convaudit.conversion.artifact.codegen import replay_source as _replay_source
 from convaudit.conversion.planning import Plan
 from convaudit.conversion.rewrite import eval_mode
@@ -71,7 +71,7 @@ def write_artifact(
     try:
         try:
             code, mode = generate_source(model, report), "generated"
-        except _NotGenerable as exc:
+        except NotGenerable as exc:
             code, mode = _replay_source(report, plan, source, entry, reason=str(exc)), "replay"
         with output_errors(out):
             (tmp / "model.py").write_text(code)
@@ -124,7 +124,7 @@ def _check(tmp: Path, model: nn.Module, example: tuple[tuple, dict], mode: str) 
     want_flat = [t for t in torch.utils._pytree.tree_leaves(want) if isinstance(t, torch.Tensor)]
     got_flat = [t for t in torch.utils._pytree.tree_leaves(got) if isinstance(t, torch.Tensor)]
     if len(want_flat) != len(got_flat) or any(
-        not torch.allclose(w, g, rtol=1e-5, atol=1e-6) for w, g in zip(want_flat, got_flat)
+        not torch.allclose(w, g, rtol=1e-5, atol=1e-6) for w, g in zip(want_flat, got_flat, strict=True)
     ):
         raise ConvauditError(
             f"the written model.py ({mode}) does not reproduce the converted model; please report this"

@@ -1,0 +1,161 @@
+"""Options of an analysis and of a conversion: frozen, validated once, picklable.
+
+The Python API (``analyze(..., options=...)``, ``convert(..., options=...)``, or their keywords), the CLI
+and batch workers in other processes build the same objects; a bad value is a UsageError from
+``__post_init__``, with the flag's name, wherever it came from. Torch-free, and free of lambdas and
+closures so that ``pickle`` sends them anywhere (rules must then be module-level functions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from convaudit.errors import UsageError
+from convaudit.vocab import Init, Order, Style
+
+__all__ = ["AnalysisOptions", "ConversionOptions", "options_from"]
+
+_Options = TypeVar("_Options", "AnalysisOptions", "ConversionOptions")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How :func:`convaudit.analyze` looks at a model (see its docstring for each field)."""
+
+    cross_check: bool = False  #: also count with fvcore (runs a real forward)
+    rules: Mapping[Any, Any] | None = field(default=None, hash=False)  #: MAC rule overrides; None = ignore
+    shape_rules: Mapping[Any, Any] | None = field(default=None, hash=False)  #: shape rule overrides
+    leaf_types: tuple[type, ...] = ()  #: module types the tracer must not trace into
+    graph: bool = True  #: build the graph view
+    separability: bool = False  #: read candidate weights for the energy each separable form keeps
+    timing: bool = False  #: time every candidate and its depthwise→pointwise form on this device
+    source: str | None = None  #: how the user named the model (shown in reports)
+
+    def __post_init__(self) -> None:
+        for name in ("rules", "shape_rules"):
+            given = getattr(self, name)
+            if given is None:
+                continue
+            for key, rule in given.items():
+                if rule is not None and not callable(rule):
+                    raise UsageError(
+                        f"{name}[{key!r}] is a {type(rule).__name__}; give a function of the call, or None to ignore it"
+                    )
+            _set(self, name, dict(given))  # a copy: the caller's dict may change after, these options do not
+        _set(self, "leaf_types", tuple(self.leaf_types))
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """What :func:`convaudit.convert` rewrites, and how (see its docstring for each field).
+
+    Strings are read into the vocabularies (``order="pw_dw"`` becomes ``Order.PW_DW``); ``rank`` is an int,
+    ``"full"`` (exact), or None: 1, unless ``energy`` or ``target_macs`` choose m per layer.
+    """
+
+    rank: int | str | None = None
+    order: Order = Order.DW_PW
+    init: Init = Init.SVD
+    sequential: bool = False  #: calibrate each layer on the model converted so far
+    recalibrate_bn: bool = False  #: re-estimate BatchNorm statistics on the calibration batches after
+    style: Style | None = None  #: mobilenet: BN+ReLU between the parts (init random only)
+    include: tuple[str, ...] = ()  #: qualified-name globs: convert only these
+    exclude: tuple[str, ...] = ()  #: qualified-name globs: leave these alone
+    min_savings: float = 0.0  #: skip layers saving less than this share of their MACs
+    energy: float | None = None  #: per layer, the smallest m keeping this share of the weight energy
+    target_macs: float | None = None  #: whole-model MAC budget as a share of today's
+    exact: bool = False  #: fail when a layer's relative error exceeds EXACT_TOLERANCE
+    inplace: bool = False  #: rewrite the model itself instead of a copy
+    source: str | None = None  #: how the user named the model (shown in reports)
+
+    def __post_init__(self) -> None:
+        if self.rank is not None and (self.energy is not None or self.target_macs is not None):
+            raise UsageError("--rank cannot be combined with --energy or --target-macs: they choose m per layer")
+        if self.energy is not None and self.target_macs is not None:
+            raise UsageError("give --energy or --target-macs, not both")
+        _set(self, "rank", _rank(self.rank))
+        _set(self, "order", Order.of(self.order, "--order"))
+        _set(self, "init", Init.of(self.init, "--init"))
+        if self.style is not None:
+            _set(self, "style", Style.of(self.style, "--style"))
+            if self.init is not Init.RANDOM:
+                raise UsageError("--style mobilenet is for training from scratch: it needs --init random")
+            if self.order is not Order.DW_PW:
+                raise UsageError(
+                    "--style mobilenet puts BN+ReLU between depthwise and pointwise: it needs --order dw_pw"
+                )
+        if self.energy is not None and not (_is_number(self.energy) and 0 < self.energy <= 1):
+            raise UsageError(f"--energy {self.energy}: give a share of the weight energy in (0, 1], e.g. 0.95")
+        if self.target_macs is not None and not (_is_number(self.target_macs) and 0 < self.target_macs <= 1):
+            raise UsageError(f"--target-macs {self.target_macs}: give a share of today's MACs in (0, 1], e.g. 0.5")
+        if not (_is_number(self.min_savings) and 0 <= self.min_savings < 1):
+            raise UsageError(f"--min-savings {self.min_savings!r}: give a share of a layer's MACs in [0, 1), e.g. 0.5")
+        for name in ("include", "exclude"):
+            _set(self, name, _globs(getattr(self, name)))
+
+    @property
+    def by_energy(self) -> bool:
+        """True when the plan chooses by the weight energies (they must be read from the weights)."""
+        return self.energy is not None or self.target_macs is not None or self.order is Order.AUTO
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a ConversionReport records them (rank as used: 1 unless m is chosen per layer)."""
+        by_layer = self.energy is not None or self.target_macs is not None
+        return {
+            "rank": self.rank if self.rank is not None or by_layer else 1,
+            "order": self.order,
+            "init": self.init,
+            "sequential": self.sequential,
+            "recalibrate_bn": self.recalibrate_bn,
+            "style": self.style,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "min_savings": self.min_savings,
+            "energy": self.energy,
+            "target_macs": self.target_macs,
+        }
+
+
+def options_from(cls: type[_Options], options: _Options | None, keywords: Mapping[str, Any], caller: str) -> _Options:
+    """``options`` (or the defaults) with the keyword arguments of the older API applied, validated once.
+
+    Raises:
+        TypeError: a keyword that is no field of ``cls`` (as for any function), or ``options`` of another type.
+    """
+    if options is not None and not isinstance(options, cls):
+        raise TypeError(f"{caller}(options=...) takes a {cls.__name__}, not a {type(options).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    for name in keywords:
+        if name not in names:
+            raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")
+    if options is None:
+        return cls(**keywords)
+    return dataclasses.replace(options, **keywords) if keywords else options
+
+
+def _set(options: object, name: str, value: object) -> None:
+    """Normalise a field of a frozen dataclass in its own ``__post_init__``."""
+    object.__setattr__(options, name, value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _rank(rank: object) -> int | str | None:
+    """An int ≥ 1, "full" or None; the CLI's text ("3") is read as the int."""
+    if rank is None or rank == "full":
+        return rank
+    if isinstance(rank, str) and rank.isdigit() and rank.isascii():
+        rank = int(rank)
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise UsageError(f"--rank {rank!r}: give a positive integer or 'full'")
+    return rank
+
+
+def _globs(values: Sequence[str] | str) -> tuple[str, ...]:
+    """A tuple of globs; one glob given as a string is one glob, not its characters."""
+    return (values,) if isinstance(values, str) else tuple(values)

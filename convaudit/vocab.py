@@ -1,0 +1,101 @@
+"""The words convaudit's options and documents use, each defined once as a ``StrEnum``.
+
+A member equals its string (``Order.DW_PW == "dw_pw"``) and hashes like it, so records, JSON and the
+rendered reports read the same as before; reading a user's value goes through :meth:`of`, the one
+place such a value is validated. Torch-free: documents and renderers import it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from convaudit.errors import UsageError
+
+__all__ = ["LAYER_ORDERS", "Format", "Init", "Kind", "Order", "Style", "TracePath", "Vocabulary", "WeightsOrigin"]
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    """'a, b or c', as the messages say it."""
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
+
+
+class Vocabulary(StrEnum):
+    """Base of the vocabularies: a member is its string; :meth:`of` reads one from user input."""
+
+    @classmethod
+    def of(cls, value: object, flag: str | None = None, allowed: tuple[Self, ...] | None = None) -> Self:
+        """The member ``value`` names, or a UsageError naming ``flag`` and the choices.
+
+        Args:
+            flag: how the user gave it (``"--order"``); default the class name in lower case.
+            allowed: accept only these members (e.g. a layer's order is never ``auto``).
+        """
+        choices = allowed if allowed is not None else tuple(cls)
+        if isinstance(value, str):  # a plain string or a member: members are strings
+            member = cls._value2member_map_.get(str(value))
+            if member is not None and member in choices:
+                return member
+        raise UsageError(f"{flag or cls.__name__.lower()} {value!r}: choose {_choices(tuple(str(c) for c in choices))}")
+
+
+class Order(Vocabulary):
+    """Which part of a separable replacement comes first."""
+
+    DW_PW = "dw_pw"  #: depthwise (k×k, the conv's stride) then pointwise 1×1
+    PW_DW = "pw_dw"  #: pointwise 1×1 at the input resolution, then depthwise (BSConv-U)
+    AUTO = "auto"  #: a plan's choice per layer, the order keeping more weight energy; never a layer's order
+
+
+#: The orders a layer can have (``auto`` is resolved by the plan).
+LAYER_ORDERS: tuple[Order, ...] = (Order.DW_PW, Order.PW_DW)
+
+
+class Init(Vocabulary):
+    """Where a separable layer's weights come from."""
+
+    SVD = "svd"  #: factorised from the conv's own weights (weight space)
+    CALIBRATED = "calibrated"  #: fitted to the conv's outputs on calibration inputs (dw_pw only)
+    RANDOM = "random"  #: a fresh initialisation, for training from scratch
+
+
+class Style(Vocabulary):
+    """What sits between the two parts of a separable layer (nothing by default)."""
+
+    MOBILENET = "mobilenet"  #: BatchNorm + ReLU (dw_pw, init random: not function-preserving)
+
+
+class Kind(Vocabulary):
+    """What a conv is (the one definition of each is ``analysis.inventory.conv_kind``)."""
+
+    STANDARD = "standard"
+    GROUPED = "grouped"
+    DEPTHWISE = "depthwise"
+    POINTWISE = "pointwise"
+    TRANSPOSED = "transposed"
+    CUSTOM = "custom"  #: a conv subclass with its own forward
+
+
+class TracePath(Vocabulary):
+    """How the analysis saw the model's calls."""
+
+    FX = "fx"  #: a symbolic trace (torch.fx)
+    HOOKS = "hooks"  #: module hooks on a fake-tensor forward (sees conv modules only)
+
+
+class WeightsOrigin(Vocabulary):
+    """Where the analysed model's weights came from."""
+
+    LOADED = "loaded"  #: a checkpoint or --weights: trained
+    MODEL_FILE = "model file"  #: whatever model.py builds
+    INITIALISED = "initialised"  #: a fresh torchvision/timm model: random
+    AS_GIVEN = "as given"  #: a model passed to analyze()/convert() (not loaded by convaudit)
+
+
+class Format(Vocabulary):
+    """The built-in report formats (more can be registered: see ``convaudit.formats``)."""
+
+    HTML = "html"
+    JSON = "json"
+    TEXT = "text"
+    MARKDOWN = "markdown"
