@@ -35,6 +35,8 @@ _EXPORTS = {
     "SeparableConv3d": "convaudit.conversion",
     "AnalysisOptions": "convaudit.options",
     "ConversionOptions": "convaudit.options",
+    "register_conv": "convaudit.analysis.adapters",
+    "ConvAdapter": "convaudit.analysis.adapters",
 }
 
 #: Module paths of 0.1 that files written by it import (an artifact's replay model.py imports
@@ -50,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Analysis",
     "AnalysisOptions",
+    "ConvAdapter",
     "ConvLayer",
     "Conversion",
     "ConversionOptions",
@@ -62,10 +65,12 @@ __all__ = [
     "analyze",
     "convert",
     "load_converted",
+    "register_conv",
 ]
 
 if TYPE_CHECKING:
     from convaudit.analysis import analyze
+    from convaudit.analysis.adapters import ConvAdapter, register_conv
     from convaudit.conversion import (
         Conversion,
         SeparableConv,

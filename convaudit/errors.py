@@ -32,6 +32,8 @@ class ConvauditError(Exception):
     """Base class; ``exit_code`` is what the CLI exits with."""
 
     exit_code: int = EXIT_FAILURE
+    #: raised while the model's code ran: the module (qualified name, "" for the root) where execution stopped
+    module: str | None = None
 
 
 class UsageError(ConvauditError):

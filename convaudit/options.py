@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from convaudit.errors import UsageError
-from convaudit.vocab import Init, Order, Style
+from convaudit.vocab import Init, Mode, Order, Style, TracePath
 
-__all__ = ["AnalysisOptions", "ConversionOptions", "options_from"]
+__all__ = ["REAL_RUN_MAX_BYTES", "AnalysisOptions", "ConversionOptions", "options_from"]
+
+#: What a real forward (the real path, for data-dependent models) may need before it is refused: 4 GiB.
+REAL_RUN_MAX_BYTES = 4 * 2**30
 
 _Options = TypeVar("_Options", "AnalysisOptions", "ConversionOptions")
 
@@ -28,13 +31,22 @@ class AnalysisOptions:
     cross_check: bool = False  #: also count with fvcore (runs a real forward)
     rules: Mapping[Any, Any] | None = field(default=None, hash=False)  #: MAC rule overrides; None = ignore
     shape_rules: Mapping[Any, Any] | None = field(default=None, hash=False)  #: shape rule overrides
-    leaf_types: tuple[type, ...] = ()  #: module types the tracer must not trace into
+    leaf_types: tuple[type, ...] = ()  #: module types the tracer must not trace into (the CLI's --leaf)
+    train_mode: bool = False  #: analyse the training graph (model.train()); by default the model runs in eval mode
     graph: bool = True  #: build the graph view
     separability: bool = False  #: read candidate weights for the energy each separable form keeps
     timing: bool = False  #: time every candidate and its depthwise→pointwise form on this device
     source: str | None = None  #: how the user named the model (shown in reports)
+    trace_path: TracePath | None = None  #: use only this path (fx, hooks or real; no fallback); None: fx first
+    real_run_max_bytes: int = REAL_RUN_MAX_BYTES  #: the real path refuses, or stops, a forward needing more
 
     def __post_init__(self) -> None:
+        if self.trace_path is not None:
+            _set(self, "trace_path", TracePath.of(self.trace_path, "trace_path"))
+        if not (isinstance(self.real_run_max_bytes, int) and not isinstance(self.real_run_max_bytes, bool)):
+            raise UsageError(f"real_run_max_bytes {self.real_run_max_bytes!r}: give a number of bytes, e.g. 2**32")
+        if self.real_run_max_bytes <= 0:
+            raise UsageError(f"real_run_max_bytes {self.real_run_max_bytes!r}: give a positive number of bytes")
         for name in ("rules", "shape_rules"):
             given = getattr(self, name)
             if given is None:
@@ -45,7 +57,7 @@ class AnalysisOptions:
                         f"{name}[{key!r}] is a {type(rule).__name__}; give a function of the call, or None to ignore it"
                     )
             _set(self, name, dict(given))  # a copy: the caller's dict may change after, these options do not
-        _set(self, "leaf_types", tuple(self.leaf_types))
+        _set(self, "leaf_types", _leaf_types(self.leaf_types))
 
 
 @dataclass(frozen=True)
@@ -69,9 +81,12 @@ class ConversionOptions:
     target_macs: float | None = None  #: whole-model MAC budget as a share of today's
     exact: bool = False  #: fail when a layer's relative error exceeds EXACT_TOLERANCE
     inplace: bool = False  #: rewrite the model itself instead of a copy
+    train_mode: bool = False  #: analyse and cost the training graph (verification always runs in eval mode)
+    leaf_types: tuple[type, ...] = ()  #: module types the tracer must not trace into (the CLI's --leaf)
     source: str | None = None  #: how the user named the model (shown in reports)
 
     def __post_init__(self) -> None:
+        _set(self, "leaf_types", _leaf_types(self.leaf_types))
         if self.rank is not None and (self.energy is not None or self.target_macs is not None):
             raise UsageError("--rank cannot be combined with --energy or --target-macs: they choose m per layer")
         if self.energy is not None and self.target_macs is not None:
@@ -116,6 +131,8 @@ class ConversionOptions:
             "min_savings": self.min_savings,
             "energy": self.energy,
             "target_macs": self.target_macs,
+            "mode": Mode.TRAIN if self.train_mode else Mode.EVAL,
+            "leaf": [f"{t.__module__}.{t.__qualname__}" for t in self.leaf_types],  # as --leaf names them
         }
 
 
@@ -154,6 +171,17 @@ def _rank(rank: object) -> int | str | None:
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise UsageError(f"--rank {rank!r}: give a positive integer or 'full'")
     return rank
+
+
+def _leaf_types(values: Sequence[type] | type) -> tuple[type, ...]:
+    """A tuple of classes (one class given alone is one class); anything else is a UsageError."""
+    types = (values,) if isinstance(values, type) else tuple(values)
+    for t in types:
+        if not isinstance(t, type):
+            raise UsageError(
+                f"leaf_types holds {t!r}, a {type(t).__name__}; give nn.Module classes (the CLI's --leaf MODULE.CLASS)"
+            )
+    return types
 
 
 def _globs(values: Sequence[str] | str) -> tuple[str, ...]:

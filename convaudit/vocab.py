@@ -12,7 +12,18 @@ from typing import Self
 
 from convaudit.errors import UsageError
 
-__all__ = ["LAYER_ORDERS", "Format", "Init", "Kind", "Order", "Style", "TracePath", "Vocabulary", "WeightsOrigin"]
+__all__ = [
+    "LAYER_ORDERS",
+    "Format",
+    "Init",
+    "Kind",
+    "Mode",
+    "Order",
+    "Style",
+    "TracePath",
+    "Vocabulary",
+    "WeightsOrigin",
+]
 
 
 def _choices(values: tuple[str, ...]) -> str:
@@ -80,7 +91,15 @@ class TracePath(Vocabulary):
     """How the analysis saw the model's calls."""
 
     FX = "fx"  #: a symbolic trace (torch.fx)
-    HOOKS = "hooks"  #: module hooks on a fake-tensor forward (sees conv modules only)
+    HOOKS = "hooks"  #: the model's forward under fake tensors, with module hooks
+    REAL = "real"  #: the model's forward run for real (it reads tensor values), with module hooks
+
+
+class Mode(Vocabulary):
+    """The mode the model was analysed in: as it runs for inference (the default), or its training graph."""
+
+    EVAL = "eval"  #: model.eval(): BatchNorm reads its running statistics, dropout and training-only branches off
+    TRAIN = "train"  #: model.train() (--train-mode): the training graph, auxiliary heads included
 
 
 class WeightsOrigin(Vocabulary):

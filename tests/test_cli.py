@@ -266,6 +266,23 @@ def test_convert_functional_conv_in_an_untraceable_model(tmp_path: Path, capsys)
         "def example_inputs():\n"
         "    return (torch.randn(1, 3, 8, 8),)\n"
     )
-    assert main(["convert", str(model_py), "-o", str(tmp_path / "o"), "--include", "w"]) == EXIT_USAGE
+    # the hook path lists the functional conv by its weight, but a rewrite reaches functional convs only
+    # through a symbolic trace: it is no candidate, and the conversion says why
+    assert main(["convert", str(model_py), "-o", str(tmp_path / "o"), "--include", "w"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "converted 0 conv(s)" in out and "functional conv seen without a symbolic trace" in out
+    assert main(["convert", str(model_py), "-o", str(tmp_path / "o2"), "--include", "nope"]) == EXIT_USAGE
     line = one_line_error(capsys.readouterr().err)
-    assert "matches no conv" in line and "cannot be traced symbolically" in line
+    assert "matches no conv" in line and "without a symbolic trace" in line
+
+
+def test_report_states_the_mode_and_train_mode_counts_training_branches(tmp_path: Path) -> None:
+    model_py = tmp_path / "aux.py"
+    model_py.write_text("from tests.fixtures.modes import AuxHead\n\ndef build_model():\n    return AuxHead()\n")
+    base = ["report", str(model_py), "--input-shape", "2,3,8,8", "--no-cross-check", "-q"]
+    assert main([*base, "-o", str(tmp_path / "eval.json")]) == EXIT_OK
+    assert main([*base, "--train-mode", "-o", str(tmp_path / "train.json")]) == EXIT_OK
+    evaluated, trained = (json.loads((tmp_path / f"{m}.json").read_text()) for m in ("eval", "train"))
+    assert (evaluated["mode"], trained["mode"]) == ("eval", "train")
+    assert [layer["name"] for layer in evaluated["layers"]] == ["stem"] and evaluated["uncalled_convs"] == ["aux"]
+    assert [layer["name"] for layer in trained["layers"]] == ["stem", "aux"]

@@ -123,3 +123,13 @@ def test_conversion_stage_seconds_are_measured_by_the_pipeline() -> None:
     c = convaudit.convert(nets.Seed64(), (torch.randn(1, 64, 8, 8),), rank=1)
     assert list(c.stage_seconds) == ["analysis", "plan", "reference", "rewrite", "verification", "cost_check"]
     assert all(s >= 0 for s in c.stage_seconds.values())
+
+
+def test_leaf_types_are_classes_and_settings_name_them() -> None:
+    with pytest.raises(UsageError, match=r"leaf_types holds 'timm.layers.X', a str; give nn.Module classes"):
+        AnalysisOptions(leaf_types=["timm.layers.X"])
+    assert ConversionOptions(leaf_types=nn.Sequential).leaf_types == (nn.Sequential,)
+    settings = ConversionOptions(leaf_types=[nn.Sequential], train_mode=True).settings()
+    assert settings["leaf"] == ["torch.nn.modules.container.Sequential"] and settings["mode"] == "train"
+    back = pickle.loads(pickle.dumps(ConversionOptions(leaf_types=[nn.Sequential], train_mode=True)))
+    assert back.leaf_types == (nn.Sequential,) and back.train_mode

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from convaudit.errors import UsageError
-from convaudit.vocab import LAYER_ORDERS, Format, Init, Kind, Order, Style, TracePath, WeightsOrigin
+from convaudit.vocab import LAYER_ORDERS, Format, Init, Kind, Mode, Order, Style, TracePath, WeightsOrigin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
         (Init, ["svd", "calibrated", "random"]),
         (Style, ["mobilenet"]),
         (Kind, ["standard", "grouped", "depthwise", "pointwise", "transposed", "custom"]),
-        (TracePath, ["fx", "hooks"]),
+        (TracePath, ["fx", "hooks", "real"]),
+        (Mode, ["eval", "train"]),
         (WeightsOrigin, ["loaded", "model file", "initialised", "as given"]),
         (Format, ["html", "json", "text", "markdown"]),
     ],

@@ -15,14 +15,10 @@ from torch.nn.modules.conv import _ConvNd
 from convaudit.analysis.crosscheck import fvcore_count
 from convaudit.analysis.environment import environment
 from convaudit.analysis.graph import build_graph, graph_view
-from convaudit.analysis.guard import untouched
+from convaudit.analysis.guard import in_mode, untouched
 from convaudit.analysis.modelcheck import check_model
-from convaudit.analysis.propagation import (
-    Call,
-    FakeContext,
-    propagate_fx,
-    propagate_hooks,
-)
+from convaudit.analysis.paths import see
+from convaudit.analysis.propagation import Call
 from convaudit.analysis.separability import separability as weight_separability
 from convaudit.analysis.separability import weight_of
 from convaudit.analysis.totals import (
@@ -33,21 +29,15 @@ from convaudit.analysis.totals import (
     op_summaries,
     uncosted,
 )
-from convaudit.analysis.tracing import trace
 from convaudit.documents.records import Analysis, ConvLayer
+from convaudit.errors import ConvauditError
 from convaudit.latency.measure import measure
 from convaudit.options import AnalysisOptions, options_from
 from convaudit.sources.inputs import flat_tensors, floating_dtype, normalize_inputs
 from convaudit.sources.locations import definition_of, parameter_definition
-from convaudit.vocab import TracePath
+from convaudit.vocab import Mode, TracePath
 
 __all__ = ["analyze"]
-
-HOOKS_NOTE = (
-    "symbolic tracing failed ({reason}); shapes came from module hooks on a fake-tensor forward. "
-    "This path sees conv modules only: functional convolutions (F.conv*) are counted in the totals but not "
-    "listed, and the graph view is not available."
-)
 
 
 def analyze(
@@ -61,6 +51,9 @@ def analyze(
 ) -> Analysis:
     """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
 
+    Unless the model reads tensor values (``.item()``, ``if x.mean() > 0:``, ``nonzero``): then its forward
+    runs for real (``trace_path`` "real"), under no_grad, on copies of its weights, after a memory estimate.
+
     Args:
         example_inputs: a tensor or a tuple of positional inputs (real or ``device="meta"``).
         example_kwargs: keyword inputs of ``forward``.
@@ -71,20 +64,36 @@ def analyze(
             ``rules`` per-call MAC rule overrides, ``{MyModule: rule, nn.Dropout: None}`` (None = ignore on purpose);
             ``shape_rules`` per-call shape rule overrides;
             ``leaf_types`` module types the tracer must not trace into;
+            ``train_mode`` analyse the training graph (``model.train()``); by default the model is analysed,
+            cross-checked and costed in eval mode, as it runs for inference; either way every module's
+            training flag is restored after, and the report states the mode;
             ``graph`` build the graph view (default on);
             ``separability`` read candidate weights for the energy each separable form keeps (an SVD per
             channel: off by default so analysis stays at about one forward's time; the CLI turns it on);
             ``timing`` time every candidate and its depthwise→pointwise form on this device (real compute on
             fresh layers of the same configuration; the model itself is not run);
-            ``source`` how the model was named by the user (shown in reports).
+            ``source`` how the model was named by the user (shown in reports);
+            ``trace_path`` use only this path, "fx", "hooks" or "real" (None: fx, falling back to the model's
+            forward under fake tensors, then for real; the report's ``trace_note`` says why);
+            ``real_run_max_bytes`` what a real forward may need (estimated first, then held at once): 4 GiB.
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
     """
     opts = options_from(AnalysisOptions, options, keywords, "analyze")
     check_model(model)
     # Tracing and propagation execute the model's code: whatever it does to the modules is undone after.
-    with _no_cyclic_gc(), untouched(model):  # NB: a full GC over torch's heap costs more than analysing 2000 convs
-        return _analyze(model, example_inputs, example_kwargs, input_shape, opts)
+    # The mode is set for the whole analysis (trace, shapes, cross-check): the graph is the one that mode runs.
+    # NB: a full GC over torch's heap costs more than analysing 2000 convs, hence no cyclic GC meanwhile.
+    try:
+        with _no_cyclic_gc(), untouched(model), in_mode(model, opts.train_mode):
+            analysis = _analyze(model, example_inputs, example_kwargs, input_shape, opts)
+    except ConvauditError as exc:
+        if opts.train_mode and "more than 1 value per channel" in str(exc):  # torch's batch-statistics check
+            hinted = type(exc)(f"{exc}; in train mode BatchNorm needs a batch > 1: give one, or drop --train-mode")
+            hinted.module = exc.module
+            raise hinted from exc
+        raise
+    return dataclasses.replace(analysis, mode=Mode.TRAIN if opts.train_mode else Mode.EVAL)
 
 
 @contextlib.contextmanager
@@ -107,21 +116,8 @@ def _analyze(
     options: AnalysisOptions,
 ) -> Analysis:
     args, kwargs = normalize_inputs(example_inputs, example_kwargs, input_shape, floating_dtype(model))
-    ctx = FakeContext(next((p.device for p in model.parameters()), torch.device("cpu")))
-    fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)
-    note: str | None = None  # why the hook path was taken, if it was
-    try:
-        traced = trace(model, options.leaf_types)
-    except Exception as exc:  # any tracer failure (control flow, len() of a proxy, ...) takes the hook path
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        traced, note = None, HOOKS_NOTE.format(reason=reason[:160])
-    if traced is not None:
-        calls = propagate_fx(traced, fake_args, fake_kwargs, ctx, options.shape_rules)
-        path = TracePath.FX
-        extra_aten: list = []
-    else:
-        run = propagate_hooks(model, fake_args, fake_kwargs, ctx)
-        calls, path, extra_aten = run.conv_calls, TracePath.HOOKS, run.aten
+    seen = see(model, args, kwargs, options)  # fx, else the forward under fake tensors, else for real
+    calls, path, note, traced, extra_aten = seen.calls, seen.path, seen.note, seen.traced, seen.aten or []
 
     layers = conv_layers(
         calls, model, lambda name: definition_of(model, name), lambda target: parameter_definition(model, target)

@@ -4,7 +4,9 @@ Tracing and propagation execute the model's ``forward``. A forward may assign to
 leaves a Proxy on the model), count its calls, register a submodule, or update a buffer in place
 (BatchNorm's ``num_batches_tracked`` in training mode). :func:`untouched` snapshots what such code
 can change (each module's attribute table, its parameter/buffer/submodule/hook tables, and buffer
-values) and puts it all back afterwards, also when the code raised.
+values) and puts it all back afterwards, also when the code raised. :func:`in_mode` (and
+:func:`eval_mode`) run a block with the model in eval or train mode and give every module its own
+training flag back after: the one definition analysis and conversion share.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, TypeGuard
 import torch
 import torch.nn as nn
 
-__all__ = ["untouched"]
+__all__ = ["eval_mode", "in_mode", "untouched"]
 
 
 @dataclass
@@ -72,6 +74,27 @@ def untouched(model: nn.Module) -> Iterator[None]:
             for buffer, saved in buffers:
                 if buffer.shape == saved.shape and not torch.equal(buffer, saved):
                     buffer.copy_(saved)
+
+
+@contextlib.contextmanager
+def in_mode(model: nn.Module, training: bool = False) -> Iterator[None]:
+    """``model.train(training)`` for the block (eval mode by default); every module's own training flag restored after.
+
+    The mode is set through ``train()``, so a model that overrides it (to keep frozen BatchNorms in eval
+    mode, say) runs as it would for its user; the flags are put back one by one, not through ``train()``.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Eval mode for the block (no dropout, BatchNorm statistics left alone); every training flag restored after."""
+    return in_mode(model, training=False)
 
 
 def _readable(t: Any) -> TypeGuard[torch.Tensor]:

@@ -2,18 +2,16 @@
 
 One definition of each kind lives in :func:`conv_kind`. Candidates are standard and grouped convs
 with a kernel larger than 1 in some dimension whose depthwise→pointwise form (m = 1) saves MACs;
-every other conv carries the reason it is not one.
+every other conv carries the reason it is not one. Conv modules are read through their adapter
+(:mod:`convaudit.analysis.adapters`): a conv-like module with one is a conv here, with the adapter's
+effective padding and its reason when it is never a candidate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
-import torch.nn as nn
-from torch.nn.modules.conv import _ConvNd
 
+from convaudit.analysis.adapters import STANDARD_CONV_TYPES, ConvSpec, is_conv_module, module_spec
 from convaudit.analysis.propagation import Call
 from convaudit.analysis.rules.costs import CONV_FUNCTIONS, functional_conv_args
 from convaudit.analysis.rules.formulas import (
@@ -24,7 +22,6 @@ from convaudit.analysis.rules.formulas import (
     exact_multiplier,
     pw_dw_cost,
 )
-from convaudit.analysis.rules.registry import own_forward
 from convaudit.analysis.rules.shapes import as_tuple
 from convaudit.documents.records import ConvLayer, Separable, SeparableCost
 from convaudit.vocab import Kind, Order
@@ -32,37 +29,6 @@ from convaudit.vocab import Kind, Order
 __all__ = ["STANDARD_CONV_TYPES", "ConvSpec", "build_layer", "conv_kind", "conv_spec", "is_conv_call"]
 
 Shape = tuple[int, ...]
-
-STANDARD_CONV_TYPES: tuple[type, ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """The static description of a conv, from a module or a functional call's arguments."""
-
-    type: str
-    op: str  #: "module" | "functional"
-    in_channels: int
-    out_channels: int
-    kernel_size: Shape
-    stride: Shape
-    padding: Shape | str
-    dilation: Shape
-    groups: int
-    bias: bool
-    padding_mode: str
-    transposed: bool
-    custom: bool  #: a subclass that defines its own forward
-    weight_is_parameter: bool = True
-    params: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def conv_kind(spec: ConvSpec) -> Kind:
@@ -90,35 +56,17 @@ _REASONS = {
 
 
 def is_conv_call(call: Call) -> bool:
-    """True for a conv module call or a functional conv call."""
+    """True for a conv module call (a conv-like module with an adapter included) or a functional conv call."""
     if call.node_op == "call_module":
-        return isinstance(call.target, _ConvNd)
+        return is_conv_module(call.target)
     return call.node_op == "call_function" and call.target in CONV_FUNCTIONS
 
 
 def conv_spec(call: Call) -> ConvSpec:
-    """Describe the conv a call runs."""
+    """Describe the conv a call runs (a module by its adapter: the padding is the effective one at this input)."""
     if call.node_op == "call_module":
-        m = call.target
-        base = next(t for t in type(m).__mro__ if t in STANDARD_CONV_TYPES or t is _ConvNd)
-        custom = type(m) not in STANDARD_CONV_TYPES and own_forward(type(m), base)
-        padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
-        return ConvSpec(
-            type=f"{type(m).__module__}.{type(m).__qualname__}".replace("torch.nn.modules.conv.", "torch.nn."),
-            op="module",
-            in_channels=m.in_channels,
-            out_channels=m.out_channels,
-            kernel_size=tuple(m.kernel_size),
-            stride=tuple(m.stride),
-            padding=padding,
-            dilation=tuple(m.dilation),
-            groups=m.groups,
-            bias=m.bias is not None,
-            padding_mode=m.padding_mode,
-            transposed=m.transposed,
-            custom=custom,
-            params=sum(p.numel() for p in m.parameters(recurse=False)),
-        )
+        first = call.args[0] if call.args else None
+        return module_spec(call.target, tuple(first.shape) if isinstance(first, torch.Tensor) else ())
     a = functional_conv_args(call.target, call.args, call.kwargs)
     w = tuple(a["weight"].shape)
     nd = len(w) - 2
@@ -129,6 +77,8 @@ def conv_spec(call: Call) -> ConvSpec:
     from_param = call.weight_target is not None
     bias = a["bias"] is not None
     params = (a["weight"].numel() + (a["bias"].numel() if bias else 0)) if from_param else 0
+    # a rewrite reaches a functional conv through its fx node: seen by the hook or real path, it has none
+    unreachable = from_param and not call.node_name
     return ConvSpec(
         type=f"torch.nn.functional.{getattr(call.target, '__name__', 'conv')}",
         op="functional",
@@ -145,6 +95,7 @@ def conv_spec(call: Call) -> ConvSpec:
         custom=False,
         weight_is_parameter=from_param,
         params=params,
+        reason="functional conv seen without a symbolic trace: a rewrite cannot reach it" if unreachable else None,
     )
 
 
@@ -157,8 +108,8 @@ def build_layer(
     macs = sum(c[2] for c in calls)
     moved = sum(conv_bytes(i, o, spec.params, itemsize) for i, o, _ in calls)
     separable = None
-    reason = _REASONS.get(kind)
-    if kind is Kind.CUSTOM:
+    reason = spec.reason or _REASONS.get(kind)  # an adapter's reason first: it holds whatever the shape
+    if kind is Kind.CUSTOM and reason is None:
         reason = (
             f"custom subclass with its own forward ({spec.type.rsplit('.', 1)[-1]}): not rewritten from .weight alone"
         )

@@ -5,21 +5,20 @@ else runs under ``FakeTensorMode``, where an aten-level recorder also counts wha
 inside (the convs of a custom conv subclass, the matmuls of an attention module). No real
 convolution is computed, and memory does not grow with the input size.
 
-When symbolic tracing fails, :func:`propagate_hooks` runs the whole forward under fake tensors with
-global module hooks (nothing is registered on the user's model) and records every conv module call.
+When the trace cannot be used, :mod:`convaudit.analysis.forward` runs the model's own forward instead
+(under fake tensors, or for real), with the same aten-level recorder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.fx
 import torch.nn as nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.nn.modules.conv import _ConvNd
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
@@ -28,11 +27,24 @@ from convaudit.analysis.rules.costs import MAC_RULES, OpCall
 from convaudit.analysis.rules.registry import MISSING
 from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
 from convaudit.analysis.tracing import Traced
-from convaudit.errors import ShapeError, TraceError
+from convaudit.errors import ConvauditError, ShapeError, TraceError
 
-__all__ = ["SHAPE_RULES", "AtenOp", "Call", "FakeContext", "ShapeMismatch", "propagate_fx", "propagate_hooks"]
+__all__ = [
+    "CONVOLUTION_OPS",
+    "SHAPE_RULES",
+    "AtenOp",
+    "AtenRecorder",
+    "Call",
+    "FakeContext",
+    "ShapeMismatch",
+    "aten_op",
+    "propagate_fx",
+]
 
 Shape = tuple[int, ...]
+
+#: The aten ops a convolution reaches the recorder as (F.conv*, nn.ConvNd and conv subclasses alike).
+CONVOLUTION_OPS = frozenset(["aten.convolution", "aten._convolution"])
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,16 @@ class FakeContext:
             return torch.empty(shape, dtype=dtype, device=self.device)
 
 
+def aten_op(func: Any, args: tuple, kwargs: dict, out: Any) -> AtenOp | None:
+    """One executed aten op with its MACs (by :data:`MAC_RULES`); None for an op known to do none."""
+    packet = func.overloadpacket
+    rule = MAC_RULES.lookup_or_missing(packet)
+    name = f"aten.{packet.__name__}"
+    if rule is not MISSING and rule is not None:
+        return AtenOp(name, int(rule(OpCall(packet, args, kwargs, out))), True)
+    return None if aten_is_zero_mac(func) else AtenOp(name, 0, False)
+
+
 class AtenRecorder(TorchDispatchMode):
     """Records every aten op with its MACs (by :data:`MAC_RULES`), for fallback calls."""
 
@@ -117,13 +139,9 @@ class AtenRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        packet = func.overloadpacket
-        rule = MAC_RULES.lookup_or_missing(packet)
-        name = f"aten.{packet.__name__}"
-        if rule is not MISSING and rule is not None:
-            self.ops.append(AtenOp(name, int(rule(OpCall(packet, args, kwargs, out))), True))
-        elif not aten_is_zero_mac(func):
-            self.ops.append(AtenOp(name, 0, False))
+        op = aten_op(func, args, kwargs, out)
+        if op is not None:
+            self.ops.append(op)
         return out
 
 
@@ -157,7 +175,11 @@ def propagate_fx(
         owner = _owner(node)
         name = node.target if node.op == "call_module" else node.name
         call = Call(name, node.op, target, tuple(a), dict(kw), None, owner, node_name=node.name)
-        call.out = _run(call, node, traced, ctx, shape_rules)
+        try:
+            call.out = _run(call, node, traced, ctx, shape_rules)
+        except ConvauditError as exc:
+            exc.module = name if node.op == "call_module" else owner  # where execution stopped
+            raise
         if node.op == "call_function" and node.args and len(node.args) > 1:
             weight = node.args[1]
             # a get_attr target is always a dotted attribute path (str)
@@ -209,10 +231,18 @@ def _run(call: Call, node: torch.fx.Node, traced: Traced, ctx: FakeContext, over
     except Exception as exc:  # anything else is not about shapes: say what failed, not that shapes mismatch
         raise TraceError(
             f"'{call.name}' failed under fake tensors: {type(exc).__name__}: {_first_line(exc)}; "
-            "if it reads tensor values, mark its module as a leaf (leaf_types=...)"
+            f"if it reads tensor values, keep the tracer out of its module: {_leaf_hint(call, node)}"
         ) from exc
     call.aten = recorder.ops
     return out
+
+
+def _leaf_hint(call: Call, node: torch.fx.Node) -> str:
+    """``--leaf pkg.Block (leaf_types=... in Python)`` for the innermost module running ``call``."""
+    stack = list((node.meta.get("nn_module_stack") or {}).values())  # (path, class), outermost first
+    owner: Any = type(call.target) if call.node_op == "call_module" else (stack[-1][1] if stack else None)
+    name = f"{owner.__module__}.{owner.__qualname__}" if isinstance(owner, type) else owner or "MODULE.CLASS"
+    return f"--leaf {name} (leaf_types=... in Python)"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -284,43 +314,3 @@ def _placeholder_default(node: torch.fx.Node) -> Any:
     raise ShapeError(
         f"no example value for the model input '{node.target}'; pass it in example_inputs() or with --input-shape"
     )
-
-
-# ---------------------------------------------------------------- hook fallback
-
-
-@dataclass
-class HookRun:
-    """What the hook path saw: conv module calls in order, and every aten op of the forward."""
-
-    conv_calls: list[Call] = field(default_factory=list)
-    aten: list[AtenOp] = field(default_factory=list)
-    modules_called: set[str] = field(default_factory=set)
-
-
-def propagate_hooks(model: nn.Module, args: tuple, kwargs: Mapping[str, Any], ctx: FakeContext) -> HookRun:
-    """Run the forward under fake tensors; global forward hooks record conv modules by name."""
-    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
-    run = HookRun()
-
-    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-        name = names.get(id(module))
-        if name is None:
-            return
-        run.modules_called.add(name)
-        if isinstance(module, _ConvNd):
-            run.conv_calls.append(Call(name, "call_module", module, tuple(inputs), {}, output, name))
-
-    recorder = AtenRecorder()
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
-        with ctx.mode, recorder:
-            _call_module_fake(model, tuple(ctx.realize(args)), dict(ctx.realize(kwargs)), ctx)
-    except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        last = sorted(run.modules_called)[-1:] or ["the model input"]
-        raise ShapeError(f"the forward failed under fake tensors after '{last[0]}': {first_line}") from exc
-    finally:
-        handle.remove()
-    run.aten = recorder.ops
-    return run

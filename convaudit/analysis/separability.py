@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
+from convaudit.analysis.adapters import conv_adapter
 from convaudit.analysis.rules.formulas import exact_multiplier
 from convaudit.documents.records import ConvLayer, Separability
 from convaudit.vocab import Order
@@ -15,10 +16,16 @@ __all__ = ["per_input_channel", "separability", "singular_values", "weight_of"]
 
 
 def weight_of(model: nn.Module, layer: ConvLayer) -> torch.Tensor | None:
-    """The real weight tensor behind a ConvLayer (None if it cannot be found or holds no data)."""
+    """The real weight tensor behind a ConvLayer (None if it cannot be found or holds no data).
+
+    For a module, the weight its forward really convolves with, by its adapter (e.g. the standardised
+    weight of a weight-standardised conv).
+    """
     try:
         if layer.op == "module":
-            weight = model.get_submodule(layer.name).weight
+            module = model.get_submodule(layer.name)
+            adapter = conv_adapter(module)
+            weight = adapter.weight(module) if adapter is not None else module.weight
         else:
             try:
                 weight = model.get_parameter(f"{layer.name}.weight")

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from convaudit.analysis.inventory import build_layer, call_macs, conv_spec, is_conv_call
-from convaudit.analysis.propagation import AtenOp, Call
+from convaudit.analysis.propagation import CONVOLUTION_OPS, AtenOp, Call
 from convaudit.analysis.rules.costs import CATEGORY, MAC_RULES, OpCall
 from convaudit.analysis.rules.registry import MISSING
 from convaudit.documents.records import ConvLayer, OpSummary, Totals
@@ -41,7 +41,11 @@ def conv_layers(
         shapes = []
         for call in group:
             i, o = _shape(call.args[0]), _shape(call.out)
-            macs = sum(op.macs for op in call.aten) if call.aten is not None else call_macs(spec, i, o)
+            # a conv's MACs are its convolutions' (CondConv's routing matmul stays in the totals, not here)
+            if call.aten is None:
+                macs = call_macs(spec, i, o)
+            else:
+                macs = sum(op.macs for op in call.aten if op.name in CONVOLUTION_OPS)
             shapes.append((i, o, macs))
         first = group[0]
         if first.node_op == "call_module":

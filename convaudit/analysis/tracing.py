@@ -2,10 +2,11 @@
 
 torchvision's feature-extraction tracer keeps ``Conv2dNormActivation`` as a leaf and so hides the
 conv inside; the plain ``torch.fx.Tracer`` traces through user and torchvision modules and keeps
-``torch.nn`` modules as leaves. We add one leaf kind: every conv module (subclasses included), so a
-"same"-padding subclass appears as one call with its own name instead of a pad and an anonymous
-``F.conv2d``. Tracing never leaves anything on the user's model: constants the tracer would attach
-to the root are moved into :attr:`Traced.constants`.
+``torch.nn`` modules as leaves. We add one leaf kind: every conv module (subclasses included, and the
+conv-like modules registered in :mod:`convaudit.analysis.adapters`), so a "same"-padding subclass
+appears as one call with its own name instead of a pad and an anonymous ``F.conv2d``. Tracing never
+leaves anything on the user's model: constants the tracer would attach to the root are moved into
+:attr:`Traced.constants`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import torch
 import torch.fx
 import torch.nn as nn
-from torch.nn.modules.conv import _ConvNd
+
+from convaudit.analysis.adapters import is_conv_module
 
 __all__ = ["ConvTracer", "Traced", "trace"]
 
@@ -30,7 +32,7 @@ class ConvTracer(torch.fx.Tracer):
         self.extra_leaves = tuple(leaf_types)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, _ConvNd) or (self.extra_leaves and isinstance(m, self.extra_leaves)):
+        if is_conv_module(m) or (self.extra_leaves and isinstance(m, self.extra_leaves)):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 

@@ -6,7 +6,15 @@ import argparse
 import dataclasses
 from typing import Any
 
-from convaudit.cli.shared import Command, add_common_options, add_source_options, input_paths, load_source
+from convaudit.cli.shared import (
+    Command,
+    add_analysis_options,
+    add_common_options,
+    add_source_options,
+    input_paths,
+    leaf_types,
+    load_source,
+)
 from convaudit.errors import EXIT_OK, UsageError
 from convaudit.options import ConversionOptions
 from convaudit.vocab import Init, Order, Style
@@ -17,6 +25,7 @@ __all__ = ["COMMAND", "add_arguments", "options_of", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``convaudit convert``."""
     add_source_options(parser, "convert")
+    add_analysis_options(parser)
     add_common_options(parser, "output directory (default: converted)", output_default="converted")
     parser.add_argument("--rank", help="channel multiplier m for every chosen layer, or 'full' (exact); default 1")
     parser.add_argument("--order", default=str(Order.DW_PW), choices=[str(o) for o in Order], help="default dw_pw")
@@ -59,6 +68,7 @@ def options_of(args: argparse.Namespace) -> ConversionOptions:
         energy=args.energy,
         target_macs=args.target_macs,
         exact=args.exact,
+        train_mode=args.train_mode,
     )
 
 
@@ -79,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         loaded.model,
         loaded.args,
         loaded.kwargs,
-        options=dataclasses.replace(options, source=loaded.source),
+        options=dataclasses.replace(options, source=loaded.source, leaf_types=leaf_types(args, loaded)),
         calibration=calibration,
     )
     example = (materialize(loaded.args), materialize(loaded.kwargs))

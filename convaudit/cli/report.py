@@ -6,7 +6,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from convaudit.cli.shared import Command, add_common_options, add_source_options, input_paths, load_source
+from convaudit.cli.shared import (
+    Command,
+    add_analysis_options,
+    add_common_options,
+    add_source_options,
+    input_paths,
+    leaf_types,
+    load_source,
+)
 from convaudit.errors import EXIT_OK, UsageError
 from convaudit.options import AnalysisOptions
 
@@ -18,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from convaudit.formats import available_formats
 
     add_source_options(parser, "analyse")
+    add_analysis_options(parser)
     add_common_options(parser, "output file (default report.<format>; '-' for stdout)")
     parser.add_argument(
         "--format",
@@ -55,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
     fmt, output = output_format(args)
     if output != "-":
         check_output(output, inputs=input_paths(args), force=args.force)  # before the work, not after it
-    options = AnalysisOptions(cross_check=not args.no_cross_check, separability=True, timing=args.time)
-    loaded = load_source(args)
-    analysis = analyze(
-        loaded.model, loaded.args, loaded.kwargs, options=dataclasses.replace(options, source=loaded.source)
+    options = AnalysisOptions(
+        cross_check=not args.no_cross_check, separability=True, timing=args.time, train_mode=args.train_mode
     )
+    loaded = load_source(args)
+    options = dataclasses.replace(options, source=loaded.source, leaf_types=leaf_types(args, loaded))
+    analysis = analyze(loaded.model, loaded.args, loaded.kwargs, options=options)
     analysis = dataclasses.replace(
         analysis,
         weights=loaded.weights,

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the loader imports torch: only when a command runs, not to print --help
     from convaudit.sources import LoadedModel
 
-__all__ = ["Command", "add_common_options", "add_source_options", "input_paths", "load_source"]
+__all__ = [
+    "Command",
+    "add_analysis_options",
+    "add_common_options",
+    "add_source_options",
+    "input_paths",
+    "leaf_types",
+    "load_source",
+]
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,9 @@ class Command:
 
 def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     """SOURCE, --entry, --weights, --trust and --input-shape: what a command reads."""
-    parser.add_argument("source", help="model.py, a checkpoint (.pt/.pth) holding a module, or torchvision:NAME")
+    parser.add_argument(
+        "source", help="model.py, a checkpoint (.pt/.pth) holding a module, torchvision:NAME or timm:NAME"
+    )
     parser.add_argument("--entry", help=f"name of the function, class or module in model.py to {verb}")
     parser.add_argument(
         "--weights",
@@ -48,6 +58,22 @@ def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     )
 
 
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """--leaf and --train-mode: how the model is traced, and in which mode."""
+    parser.add_argument(
+        "--leaf",
+        action="append",
+        default=[],
+        metavar="MODULE.CLASS",
+        help="a module class the tracer must not enter (costed as one call); imports MODULE (repeatable)",
+    )
+    parser.add_argument(
+        "--train-mode",
+        action="store_true",
+        help="analyse the training graph (model.train(): auxiliary heads, batch statistics); default eval mode",
+    )
+
+
 def add_common_options(parser: argparse.ArgumentParser, output_help: str, output_default: str | None = None) -> None:
     """-o, --force, -q and --debug: what a command writes and how it talks."""
     parser.add_argument("-o", "--output", default=output_default, help=output_help)
@@ -59,6 +85,13 @@ def add_common_options(parser: argparse.ArgumentParser, output_help: str, output
 def input_paths(args: argparse.Namespace) -> list[str]:
     """The files a command reads (the source, --weights): -o may not be or hold any of them."""
     return [p for p in (args.source, getattr(args, "weights", None)) if p]
+
+
+def leaf_types(args: argparse.Namespace, loaded: LoadedModel) -> tuple[type, ...]:
+    """The classes --leaf names, imported (after loading: a bare CLASS is one the model file defines)."""
+    from convaudit.sources.leaves import import_module_classes
+
+    return import_module_classes(args.leaf, loaded.namespace)
 
 
 def load_source(args: argparse.Namespace) -> LoadedModel:

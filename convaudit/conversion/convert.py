@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.conv import _ConvNd
 from torch.utils._pytree import tree_flatten
 
 from convaudit.analysis import analyze
+from convaudit.analysis.adapters import is_conv_module
 from convaudit.analysis.environment import environment
-from convaudit.analysis.guard import untouched
+from convaudit.analysis.guard import eval_mode, untouched
 from convaudit.analysis.modelcheck import check_model
 from convaudit.conversion.layers import SeparableConv
 from convaudit.conversion.planning import (
@@ -32,7 +32,6 @@ from convaudit.conversion.planning import (
 )
 from convaudit.conversion.rewrite import (
     capture_conv_inputs,
-    eval_mode,
     recalibrate_batchnorm,
     rewrite,
 )
@@ -90,6 +89,8 @@ def convert(
             ``style`` "mobilenet" puts BN+ReLU between the parts (only with init="random");
             ``include``/``exclude``/``min_savings``/``energy``/``target_macs`` which layers, at which m;
             ``inplace`` rewrite ``model`` itself instead of a copy;
+            ``train_mode`` analyse and cost the training graph (default: eval mode; verification always runs in
+            eval mode); ``leaf_types`` module types the tracer must not trace into;
             ``exact`` raise :class:`VerificationError` when a layer's error exceeds ``EXACT_TOLERANCE``.
         calibration: batches of model inputs (each a tensor, a tuple, or (args, kwargs)).
     Returns:
@@ -107,7 +108,13 @@ def convert(
     with stages("analysis"):
         # The weight energies are read only when the policy chooses by them; each layer's kept energy is
         # reported from its own factorisation anyway.
-        analysis_options = AnalysisOptions(graph=False, separability=opts.by_energy, source=opts.source)
+        analysis_options = AnalysisOptions(
+            graph=False,
+            separability=opts.by_energy,
+            source=opts.source,
+            train_mode=opts.train_mode,
+            leaf_types=opts.leaf_types,
+        )
         before = analyze(model, real_args, real_kwargs, options=analysis_options)
     with stages("plan"):
         plan = plan_conversion(before, opts)
@@ -117,7 +124,7 @@ def convert(
     with stages("reference"):  # before the rewrite, so inplace=True is verified against the model as it was
         reference = _Reference.take(model, [c.name for c in plan.choices], real_args, real_kwargs)
 
-    def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
+    def factory(choice: Choice, conv: nn.Module, inputs: list[torch.Tensor] | None) -> SeparableConv:
         use = opts.init if (opts.init is not Init.CALIBRATED or inputs) else Init.SVD
         return SeparableConv.from_conv(
             conv, rank=choice.rank, order=choice.order, init=use, calibration=inputs, style=opts.style
@@ -131,6 +138,8 @@ def convert(
             inplace=opts.inplace,
             calibration=batches if opts.init is Init.CALIBRATED else None,
             sequential=opts.sequential,
+            leaf_types=opts.leaf_types,
+            training=opts.train_mode,
         )
     if opts.recalibrate_bn and batches:
         with stages("recalibration"):
@@ -138,7 +147,8 @@ def convert(
     with stages("verification"):
         output_error, layer_errors = _errors(reference, converted, replaced, real_args, real_kwargs)
     with stages("cost_check"):
-        after = analyze(converted, real_args, real_kwargs, options=AnalysisOptions(graph=False))
+        after_options = AnalysisOptions(graph=False, train_mode=opts.train_mode, leaf_types=opts.leaf_types)
+        after = analyze(converted, real_args, real_kwargs, options=after_options)
     report = _report(before, after, plan, converted, replaced, output_error, layer_errors, opts)
     if opts.exact:
         _check_exact(report)
@@ -180,12 +190,12 @@ class _Reference:
     """The original model's behaviour on the example inputs, recorded before anything is rewritten."""
 
     output: Any
-    convs: dict[str, _ConvNd]  #: the original conv modules about to be replaced (kept alive here)
+    convs: dict[str, nn.Module]  #: the original conv modules about to be replaced (kept alive here)
     inputs: dict[str, list[torch.Tensor]]  #: what each of them received
 
     @classmethod
     def take(cls, model: nn.Module, names: Sequence[str], args: tuple, kwargs: dict) -> _Reference:
-        convs = {n: m for n in names if isinstance(m := _get(model, n), _ConvNd)}
+        convs = {n: m for n in names if is_conv_module(m := _get(model, n))}
         outputs: list[Any] = []
         # eval mode, flags and everything the forward may change restored after: no copy of the model needed
         with torch.no_grad(), untouched(model), eval_mode(model):
@@ -224,7 +234,7 @@ def _report(
         parts = [measured.get(f"{_module_path(converted, replaced[choice.name])}.{p}") for p in ("conv_dw", "conv_pw")]
         params_m = sum(p.params for p in parts if p) + _extra_params(replaced[choice.name])
         macs_m = sum(p.macs for p in parts if p)
-        note = choice.note
+        note = "; ".join(n for n in (choice.note, replaced[choice.name].note) if n) or None  # + its adapter's
         if choice.name not in layer_errors or layer_errors[choice.name] is None:
             note = (note + "; " if note else "") + "functional conv: its error shows in the final output only"
         calibrated = options.init is not Init.CALIBRATED or choice.name in layer_errors

@@ -4,6 +4,11 @@
 (timm's names) that computes the best rank-1 approximation of ``conv``; ``rank="full"`` reproduces
 it exactly. Stride, padding (ints, tuples, ``'same'``, ``'valid'``), dilation, padding mode, bias,
 groups, dtype, device and memory format carry over.
+
+A conv-like module is read through its adapter (:mod:`convaudit.analysis.adapters`): the layer is built
+from the weight its forward really uses (a weight-standardised conv's standardised weight: the rewrite
+is inference-equivalent), and a conv that pads TF 'SAME' at run time gets the same padding module
+(child ``pad``, computing the padding from each input's size) in front of its depthwise part.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
+from convaudit.analysis.adapters import SamePad, conv_adapter
 from convaudit.analysis.rules.formulas import exact_multiplier
-from convaudit.analysis.rules.registry import own_forward
 from convaudit.conversion.factorize import (
     Factors,
     dw_pw_factors,
@@ -49,7 +54,9 @@ class SeparableConv(nn.Module):
     ``conv_pw`` Cin·m→Cout (1×1, groups=g, bias). pw_dw: ``conv_pw`` Cin→Cout·m (1×1, groups=g) at the
     input resolution, then ``conv_dw`` Cout·m→Cout (groups=Cout, the conv's stride..., bias).
     ``style="mobilenet"`` puts BatchNorm+ReLU between the parts (dw_pw only; for training from scratch:
-    not function-preserving).
+    not function-preserving). ``pad``: a module padding the input of the depthwise part at run time (TF
+    'SAME' padding of the conv it replaces); in pw_dw order it runs after the bias-free pointwise part,
+    which commutes with zero padding, so the 1×1 conv still runs at the input resolution.
     """
 
     dims: int = 2
@@ -70,6 +77,7 @@ class SeparableConv(nn.Module):
         style: str | None = None,
         device: Any = None,
         dtype: Any = None,
+        pad: nn.Module | None = None,
     ) -> None:
         super().__init__()
         order = Order.of(order, "order", allowed=ORDERS)
@@ -93,12 +101,17 @@ class SeparableConv(nn.Module):
             mid = out_channels * multiplier
             self.conv_pw = conv(in_channels, mid, 1, groups=groups, bias=False, **f)
             self.conv_dw = conv(mid, out_channels, kernel_size, groups=out_channels, bias=bias, **spatial, **f)
+        if pad is not None:
+            self.pad = pad
         self.energy: float | None = None  # share of the weight energy kept, set by from_conv
+        self.note: str | None = None  # what the rewrite means, from the conv's adapter (set by from_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self._modules.get("pad")
         if self.order == Order.PW_DW:
-            return self.conv_dw(self.conv_pw(x))
-        x = self.conv_dw(x)
+            x = self.conv_pw(x)
+            return self.conv_dw(x if pad is None else pad(x))
+        x = self.conv_dw(x if pad is None else pad(x))
         if self.style == Style.MOBILENET:
             x = self.act_dw(self.bn_dw(x))
         return self.conv_pw(x)
@@ -110,7 +123,7 @@ class SeparableConv(nn.Module):
     @classmethod
     def from_conv(
         cls,
-        conv: _ConvNd,
+        conv: nn.Module,
         rank: int | str = 1,
         order: str = Order.DW_PW,
         init: str = Init.SVD,
@@ -119,6 +132,9 @@ class SeparableConv(nn.Module):
     ) -> SeparableConv:
         """A separable layer that approximates ``conv`` (exactly at ``rank="full"``).
 
+        ``conv`` is a torch.nn conv or a conv-like module with an adapter (read through it: its effective
+        weight, and its run-time 'SAME' padding as the layer's ``pad``).
+
         Args:
             rank: channel multiplier m, or "full" = min(Cout/g, ∏k) (dw_pw) / min(Cin/g, ∏k) (pw_dw).
             init: "svd" (weight space), "calibrated" (fit to the conv's inputs in ``calibration``,
@@ -126,12 +142,30 @@ class SeparableConv(nn.Module):
             calibration: batches of *inputs to this conv*.
         """
         order, init = Order.of(order, "order", allowed=ORDERS), Init.of(init, "init")
-        base = next((c for c in _CONV.values() if isinstance(conv, c)), None)
-        if base is None or own_forward(type(conv), base):
+        adapter = conv_adapter(conv)
+        if adapter is None:
             raise UsageError(
                 f"{type(conv).__name__} is not a Conv1d/2d/3d computing what its base computes; "
-                "only those are rewritten from .weight"
+                "only those are rewritten from .weight (or register an adapter: convaudit.register_conv)"
             )
+        pad, plain = adapter.pre_pad(conv), adapter.as_conv(conv)  # the plain conv the layer reproduces after pad
+        if pad is not None and calibration is not None:
+            calibration = [pad(x) for x in calibration]  # the conv's inputs as the plain conv sees them
+        layer = cls._from_plain(plain, rank, order, init, calibration, style, pad)
+        layer.note = adapter.note
+        return layer
+
+    @classmethod
+    def _from_plain(
+        cls,
+        conv: _ConvNd,
+        rank: int | str,
+        order: Order,
+        init: Init,
+        calibration: Iterable[torch.Tensor] | None,
+        style: str | None,
+        pad: SamePad | None,
+    ) -> SeparableConv:
         dims = len(conv.kernel_size)
         target = separable_class(dims)
         groups = conv.groups
@@ -154,6 +188,7 @@ class SeparableConv(nn.Module):
             style,
             device=conv.weight.device,
             dtype=conv.weight.dtype,
+            pad=pad,
         )
         if init == Init.RANDOM:
             return layer

@@ -243,7 +243,10 @@ def _check_globs(analysis: Analysis, include: Sequence[str], exclude: Sequence[s
                 example = ", ".join(names[:3]) or "none"
                 hint = ""
                 if analysis.trace_path != TracePath.FX:
-                    hint = "; the model cannot be traced symbolically, so functional convs (F.conv*) are not visible"
+                    hint = (
+                        "; without a symbolic trace, a functional conv (F.conv*) is named after its weight, or "
+                        "the module it runs in (e.g. 'block (functional conv #1)')"
+                    )
                 raise UsageError(
                     f"{flag} {g!r} matches no conv; convs are named like {example} (see convaudit report){hint}"
                 )

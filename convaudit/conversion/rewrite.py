@@ -9,9 +9,8 @@ is then a ``torch.fx.GraphModule``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -19,6 +18,8 @@ import torch.fx
 import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
+from convaudit.analysis.adapters import is_conv_module
+from convaudit.analysis.guard import eval_mode, in_mode
 from convaudit.analysis.rules.costs import CONV_FUNCTIONS, functional_conv_args
 from convaudit.analysis.tracing import ConvTracer
 from convaudit.conversion.layers import SeparableConv
@@ -29,7 +30,6 @@ from convaudit.vocab import Init
 
 __all__ = [
     "capture_conv_inputs",
-    "eval_mode",
     "functional_as_module",
     "rebuild_structure",
     "recalibrate_batchnorm",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Builds the replacement for one chosen conv: (choice, the conv as a module, its calibration inputs) → layer.
-Factory = Callable[[Choice, _ConvNd, "list[torch.Tensor] | None"], SeparableConv]
+Factory = Callable[[Choice, nn.Module, "list[torch.Tensor] | None"], SeparableConv]
 
 
 def rewrite(
@@ -49,20 +49,25 @@ def rewrite(
     inplace: bool = False,
     calibration: Iterable[tuple[tuple, dict]] | None = None,
     sequential: bool = False,
+    leaf_types: Sequence[type] = (),
+    training: bool = False,
 ) -> tuple[nn.Module, dict[str, SeparableConv]]:
     """Return (converted model, {layer name: its replacement}); the input model is untouched unless ``inplace``.
 
     With ``calibration`` batches (args, kwargs), each conv's inputs are captured from real forwards;
     ``sequential`` captures them on the model converted so far (upstream layers already rewritten).
+    ``leaf_types``: module types the tracer must not enter when functional convs are rewritten (as analysed);
+    that trace sees the model in eval mode, or in train mode with ``training`` (the graph keeps that mode's branches).
     """
     originals = dict(model.named_modules(remove_duplicate=False))
     # The convs about to be replaced are not worth copying: the copy shares them until they are swapped out.
-    memo = {id(originals[c.name]): originals[c.name] for c in choices if isinstance(originals.get(c.name), _ConvNd)}
+    memo = {id(originals[c.name]): originals[c.name] for c in choices if is_conv_module(originals.get(c.name))}
     target = model if inplace else copy.deepcopy(model, memo)
     modules = dict(target.named_modules(remove_duplicate=False))
     batches = list(calibration) if calibration is not None else None
-    module_choices = [c for c in choices if isinstance(modules.get(c.name), _ConvNd)]
-    functional = [c for c in choices if not isinstance(modules.get(c.name), _ConvNd)]
+    # conv modules, and conv-like modules with an adapter (convaudit.analysis.adapters), swap in the module tree
+    module_choices = [c for c in choices if is_conv_module(modules.get(c.name))]
+    functional = [c for c in choices if not is_conv_module(modules.get(c.name))]
     replaced: dict[str, SeparableConv] = {}
     captured = (
         capture_conv_inputs(target, [c.name for c in module_choices], batches) if batches and not sequential else {}
@@ -75,36 +80,25 @@ def rewrite(
         replace_module(target, conv, layer)
         replaced[choice.name] = layer
     if functional:
-        target, extra = _rewrite_functional(target, functional, factory)
+        target, extra = _rewrite_functional(target, functional, factory, leaf_types, training)
         replaced.update(extra)
     return target, replaced
 
 
-def rebuild_structure(model: nn.Module, layers: Sequence[dict[str, Any]]) -> nn.Module:
+def rebuild_structure(model: nn.Module, layers: Sequence[dict[str, Any]], leaf_types: Sequence[type] = ()) -> nn.Module:
     """Redo a conversion's structure with untrained separable layers (weights come from a state_dict).
 
-    ``layers``: [{"name", "order", "rank", "style"}] as an artifact's model.py records them.
+    ``layers``: [{"name", "order", "rank", "style"}] as an artifact's model.py records them; ``leaf_types``
+    the module types the conversion kept the tracer out of (``--leaf``).
     """
     choices = [Choice(d["name"], d["order"], int(d["rank"]), int(d["rank"]), None, 0, 0, 0, 0) for d in layers]
     style = next((d.get("style") for d in layers if d.get("style")), None)
 
-    def factory(choice: Choice, conv: _ConvNd, inputs: list[torch.Tensor] | None) -> SeparableConv:
+    def factory(choice: Choice, conv: nn.Module, inputs: list[torch.Tensor] | None) -> SeparableConv:
         return SeparableConv.from_conv(conv, rank=choice.rank, order=choice.order, init=Init.RANDOM, style=style)
 
-    converted, _ = rewrite(model, choices, factory, inplace=True)
+    converted, _ = rewrite(model, choices, factory, inplace=True, leaf_types=leaf_types)
     return converted
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block (no dropout, BatchNorm statistics left alone); every training flag restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 @torch.no_grad()
@@ -193,10 +187,11 @@ def functional_as_module(spec: dict[str, Any], weight: nn.Parameter, bias: torch
 
 
 def _rewrite_functional(
-    model: nn.Module, choices: Sequence[Choice], factory: Factory
+    model: nn.Module, choices: Sequence[Choice], factory: Factory, leaf_types: Sequence[type], training: bool
 ) -> tuple[torch.fx.GraphModule, dict[str, SeparableConv]]:
-    tracer = ConvTracer(leaf_types=(SeparableConv,))
-    graph = tracer.trace(model)
+    tracer = ConvTracer(leaf_types=(SeparableConv, *leaf_types))
+    with in_mode(model, training):  # fx keeps the branches of the mode it traced in
+        graph = tracer.trace(model)
     # fx would paste module and parameter names into the code it compiles here: safe_codegen writes them as data
     gm = torch.fx.GraphModule(tracer.root, safe_codegen(graph), class_name=type(model).__name__)
     wanted = {c.name: c for c in choices}

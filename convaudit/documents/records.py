@@ -11,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from convaudit.vocab import WeightsOrigin
+from convaudit.vocab import Mode, WeightsOrigin
 
 __all__ = [
+    "MODE_AS_FOUND",
     "SCHEMA_VERSION",
     "Analysis",
     "ConvLayer",
@@ -32,7 +33,10 @@ __all__ = [
 ]
 
 #: Bumped on any change a JSON consumer could notice: major for removals/renames, minor for additions.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+
+#: The mode a schema 1.0 document stands for: it has no ``mode``, the model ran in whatever mode it was in.
+MODE_AS_FOUND = "as found"
 
 Shape = tuple[int, ...]
 
@@ -207,8 +211,8 @@ class Analysis:
     model: str  #: the source as given (path, torchvision:NAME, checkpoint, or class name)
     model_class: str
     input_shapes: tuple[Shape, ...]
-    trace_path: str  #: a vocab.TracePath: "fx" (symbolic trace) or "hooks" (module hooks on a fake-tensor forward)
-    trace_note: str | None  #: what the path used cannot see
+    trace_path: str  #: a vocab.TracePath: "fx" (symbolic trace), "hooks" (fake-tensor forward) or "real" (since 1.1)
+    trace_note: str | None  #: why this path was taken, and what it cannot see
     layers: tuple[ConvLayer, ...]
     ops: tuple[OpSummary, ...]
     uncosted_ops: tuple[str, ...]  #: ops that ran but have no cost rule (their MACs are not in totals)
@@ -221,6 +225,9 @@ class Analysis:
     timing: Timing | None = None  #: measured layer times, when asked for (real compute)
     weights: str = WeightsOrigin.AS_GIVEN  #: a vocab.WeightsOrigin: loaded | model file | initialised | as given
     weights_source: str | None = None  #: where they came from: the file (and key), the model file, the builder
+    #: a vocab.Mode: "eval" (as it runs for inference, the default) or "train" (--train-mode);
+    #: "as found" for a schema 1.0 document, analysed in whatever mode the model was in (since 1.1)
+    mode: str = Mode.EVAL
     schema_version: str = SCHEMA_VERSION
 
     @property
@@ -262,6 +269,7 @@ class Analysis:
             timing=_timing_from_dict(data.get("timing")),
             weights=data.get("weights", WeightsOrigin.AS_GIVEN),
             weights_source=data.get("weights_source"),
+            mode=data.get("mode", MODE_AS_FOUND),
             schema_version=data["schema_version"],
         )
 

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from convaudit.documents.records import Analysis, ConvLayer
-from convaudit.vocab import WeightsOrigin
+from convaudit.vocab import Mode, WeightsOrigin
 
 __all__ = [
     "costliest",
@@ -14,6 +14,7 @@ __all__ = [
     "kept_energy",
     "kernel",
     "likely_contractions",
+    "mode_text",
     "percent",
     "ratio",
     "shape",
@@ -158,6 +159,15 @@ def weights_text(weights: str, source: str | None) -> str:
     return "as given to analyze() (not loaded by convaudit)" if weights == WeightsOrigin.AS_GIVEN else f"{weights}{src}"
 
 
+def mode_text(mode: str) -> str:
+    """The mode the model was analysed in, for one summary line."""
+    if mode == Mode.EVAL:
+        return "eval, as the model runs for inference (--train-mode analyses the training graph)"
+    if mode == Mode.TRAIN:
+        return "train (--train-mode): the training graph, training-only branches included"
+    return f"{mode} (a schema 1.0 document: whatever mode the model was in)"
+
+
 def summary_lines(analysis: Analysis) -> list[str]:
     """The headline figures, one per line, units named."""
     t = analysis.totals
@@ -165,6 +175,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
         f"model: {analysis.model} ({analysis.model_class}), "
         f"inputs {', '.join(shape(s) for s in analysis.input_shapes)}",
         f"weights: {weights_text(analysis.weights, analysis.weights_source)}",
+        f"mode: {mode_text(analysis.mode)}",
         f"traced with: {analysis.trace_path}" + (f" — {analysis.trace_note}" if analysis.trace_note else ""),
         f"params: {count(t.params)} · MACs: {count(t.macs)} ({si(t.macs)}; FLOPs = 2·MACs = {si(t.flops)})",
         f"convolutions: {len(analysis.layers)} ({t.candidates} candidates) · {t.conv_macs_share:.1%} of MACs",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from convaudit.documents.records import ConversionReport, ConvertedLayer
-from convaudit.formats.common import count, ratio, weights_text
+from convaudit.documents.records import MODE_AS_FOUND, ConversionReport, ConvertedLayer
+from convaudit.formats.common import count, mode_text, ratio, weights_text
 
 __all__ = ["conversion_view", "render_conversion_html", "render_conversion_text"]
 
@@ -26,6 +26,7 @@ def render_conversion_text(report: ConversionReport) -> str:
     lines = [
         f"converted {len(r.layers)} conv(s) of {r.model}",
         f"weights: {weights_text(r.weights, r.weights_source)}",
+        f"mode: {mode_text(str(r.settings.get('mode', MODE_AS_FOUND)))}; verified in eval mode",
         f"params: {count(r.params_before)} → {count(r.params_measured)} "
         f"({ratio(r.params_measured / r.params_before if r.params_before else 1)}) · "
         f"MACs: {count(r.macs_before)} → {count(r.macs_measured)} "

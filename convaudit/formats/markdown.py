@@ -54,7 +54,7 @@ def render_markdown(analysis: Analysis) -> str:
     lines = [
         f"### convaudit: {md(a.model)}",
         "",
-        f"{md_code(a.model_class, table=False)} · input {inputs} · traced with {md(a.trace_path)}"
+        f"{md_code(a.model_class, table=False)} · input {inputs} · traced with {md(a.trace_path)} in {md(a.mode)} mode"
         f" · weights {md(weights_text(a.weights, a.weights_source))}",
     ]
     if a.trace_note:

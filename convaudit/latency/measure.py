@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -45,12 +46,13 @@ def _one(layer: ConvLayer, repeats: int, device: torch.device) -> LayerTiming:
         return LayerTiming(
             layer.name, None, None, None, predicted, skipped=f"input larger than {MAX_INPUT_BYTES // 1024**2} MiB"
         )
+    shape, padding = _padded(layer)
     conv = _CONV[layer.dims](
         layer.in_channels,
         layer.out_channels,
         layer.kernel_size,
         stride=layer.stride,
-        padding=layer.padding,
+        padding=padding,
         dilation=layer.dilation,
         groups=layer.groups,
         bias=layer.bias,
@@ -58,8 +60,8 @@ def _one(layer: ConvLayer, repeats: int, device: torch.device) -> LayerTiming:
         device=device,
         dtype=dtype,
     ).eval()
-    replacement = _dw_pw_stand_in(layer, device, dtype)
-    x = torch.randn(layer.input_shape, device=device, dtype=dtype)
+    replacement = _dw_pw_stand_in(layer, device, dtype, padding)
+    x = torch.randn(shape, device=device, dtype=dtype)
     try:
         seconds = _median_seconds(conv, x, repeats, device)
         seconds_dw_pw = _median_seconds(replacement, x, repeats, device)
@@ -71,7 +73,16 @@ def _one(layer: ConvLayer, repeats: int, device: torch.device) -> LayerTiming:
     )
 
 
-def _dw_pw_stand_in(layer: ConvLayer, device: torch.device, dtype: torch.dtype) -> nn.Module:
+def _padded(layer: ConvLayer) -> tuple[tuple[int, ...], Any]:
+    """(input shape, padding) to time: an asymmetric (before, after) padding is timed on the padded input."""
+    nd, padding = layer.dims, layer.padding
+    if isinstance(padding, str) or len(padding) != 2 * nd:
+        return layer.input_shape, padding
+    spatial = [size + padding[2 * i] + padding[2 * i + 1] for i, size in enumerate(layer.input_shape[-nd:])]
+    return (*layer.input_shape[:-nd], *spatial), (0,) * nd
+
+
+def _dw_pw_stand_in(layer: ConvLayer, device: torch.device, dtype: torch.dtype, padding: Any) -> nn.Module:
     """The m = 1 depthwise→pointwise form of ``layer``, freshly initialised: timing needs its shape, not weights."""
     cls = _CONV[layer.dims]
     depthwise = cls(
@@ -79,7 +90,7 @@ def _dw_pw_stand_in(layer: ConvLayer, device: torch.device, dtype: torch.dtype) 
         layer.in_channels,
         layer.kernel_size,
         stride=layer.stride,
-        padding=layer.padding,
+        padding=padding,
         dilation=layer.dilation,
         groups=layer.in_channels,
         bias=False,

@@ -1,4 +1,5 @@
-"""Sources: model.py files, ``torchvision:`` names, checkpoints (vetted as data), and their example inputs."""
+"""Sources: model.py files, ``torchvision:``/``timm:`` names, checkpoints (vetted as data), their example inputs,
+and the ``--leaf`` classes named on the command line."""
 
 from convaudit.sources.inputs import parse_shape
 from convaudit.sources.loader import LoadedModel, load

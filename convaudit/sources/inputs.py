@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
 from convaudit.errors import ModelLoadError, UsageError
 
@@ -123,8 +123,8 @@ def is_shape(value: Any) -> bool:
 
 
 def flat_tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    """The tensors among positional and keyword inputs, in order."""
-    flat = list(args) + list(kwargs.values())
+    """The tensors among positional and keyword inputs, in order (inside lists too: a detector's images)."""
+    flat = tree_leaves(list(args)) + tree_leaves(list(kwargs.values()))
     return [t for t in flat if isinstance(t, torch.Tensor)]
 
 

@@ -1,14 +1,14 @@
-"""Sources: a model.py, ``torchvision:NAME``, or a checkpoint holding a whole module; ``--weights`` for any.
+"""Sources: a model.py, ``torchvision:NAME``, ``timm:NAME``, or a checkpoint holding a whole module; ``--weights``.
 
 Loading a model file runs it, as pytest runs a test file. Loading a checkpoint (or ``--weights``) must
 not run code: it is vetted from its pickle opcodes and unpickled with ``weights_only`` (see
 :mod:`convaudit.vetting`). Every source says where its weights come from: ``"loaded"`` (a checkpoint,
-``--weights``), ``"model file"`` (whatever model.py builds) or ``"initialised"`` (torchvision, fresh).
+``--weights``), ``"model file"`` (whatever model.py builds) or ``"initialised"`` (a zoo model, fresh: see
+:mod:`convaudit.sources.zoo`).
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import inspect
 import sys
@@ -30,6 +30,7 @@ from convaudit.sources.inputs import (
     split_inputs,
 )
 from convaudit.sources.locations import record_definitions
+from convaudit.sources.zoo import ZOO_PREFIXES, load_zoo
 from convaudit.vocab import WeightsOrigin
 
 __all__ = ["CHECKPOINT_SUFFIXES", "LoadedModel", "load", "parse_shape"]
@@ -60,7 +61,7 @@ def load(
     weights: str | None = None,
     trust: Sequence[str] = (),
 ) -> LoadedModel:
-    """Load a model from a path or ``torchvision:NAME``; ``input_shapes`` override its example inputs.
+    """Load a model from a path, ``torchvision:NAME`` or ``timm:NAME``; ``input_shapes`` override its example inputs.
 
     Args:
         weights: a state_dict file to load into the model (vetted, ``weights_only``; strict keys and shapes).
@@ -68,12 +69,14 @@ def load(
     """
     if weights is not None and not Path(weights).is_file():
         raise UsageError(f"--weights {weights}: no such file; give a state_dict saved with torch.save")
-    if spec.startswith("torchvision:"):
-        loaded = _load_torchvision(spec.split(":", 1)[1])
+    if spec.startswith(ZOO_PREFIXES):
+        loaded = _load_zoo(spec)
     else:
         path = Path(spec)
         if not path.exists():
-            raise UsageError(f"{spec}: no such file; give a model.py, a checkpoint (.pt/.pth) or torchvision:NAME")
+            raise UsageError(
+                f"{spec}: no such file; give a model.py, a checkpoint (.pt/.pth), torchvision:NAME or timm:NAME"
+            )
         if path.is_dir():
             raise UsageError(f"{spec} is a directory; give a model.py or a checkpoint file inside it")
         if path.suffix.lower() in CHECKPOINT_SUFFIXES:  # model.PT is a checkpoint too, not Python
@@ -248,35 +251,22 @@ def _user_frame(exc: BaseException, path: Path) -> str:
     return where
 
 
-# ---------------------------------------------------------------- torchvision
+# ---------------------------------------------------------------- zoos
 
 
-def _load_torchvision(name: str) -> LoadedModel:
-    try:
-        import torchvision.models as tvm
-    except ImportError as exc:
-        raise ModelLoadError(f"torchvision:{name} needs torchvision; pip install torchvision") from exc
-    available = tvm.list_models()
-    if name not in available:
-        close = difflib.get_close_matches(name, available, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
-        raise ModelLoadError(f"torchvision:{name}: no such torchvision model{hint}")
-    builder = tvm.get_model_builder(name)
-    kwargs: dict[str, Any] = {"weights": None}
-    if "weights_backbone" in inspect.signature(builder).parameters:
-        kwargs["weights_backbone"] = None  # segmentation/detection builders default to downloading one
-    with record_definitions():
-        model = builder(**kwargs)
-    video = name in tvm.list_models(module=tvm.video)
-    shape = (1, 3, 16, 112, 112) if video else (1, 3, 224, 224)
+def _load_zoo(spec: str) -> LoadedModel:
+    zoo = load_zoo(spec)
+    shape = zoo.shape or guess_shape(zoo.model, spec)
+    note = zoo.shape_note or f"input shape {','.join(map(str, shape))} guessed from the first conv; pass --input-shape"
     return LoadedModel(
-        model,
-        (torch.empty(shape, device="meta"),),
+        zoo.model,
+        (torch.empty(shape, dtype=floating_dtype(zoo.model), device="meta"),),
         {},
-        f"torchvision:{name}",
-        f"torchvision.models.{name}",
+        spec,
+        zoo.entry,
+        notes=[note],
         weights=WeightsOrigin.INITIALISED,
-        weights_source=f"torchvision.models.{name}(weights=None)",
+        weights_source=zoo.built,
     )
 
 

@@ -45,6 +45,7 @@ from convaudit.conversion.safe_fx import (
 )
 from convaudit.documents.records import ConversionReport
 from convaudit.errors import ConvauditError
+from convaudit.sources.zoo import ZOO_PREFIXES
 
 __all__ = ["generate_source", "replay_source"]
 
@@ -66,21 +67,37 @@ SETTINGS = {settings}
 _HELPERS = f'''
 
 class SeparableConv(torch.nn.Module):
-    """A conv rewritten as depthwise + pointwise by convaudit (children conv_dw, conv_pw)."""
+    """A conv rewritten as depthwise + pointwise by convaudit (children conv_dw, conv_pw).
 
-    def __init__(self, conv_dw, conv_pw, order="dw_pw", bn_dw=None):
+    same_pad = (kernel_size, stride, dilation): the depthwise part's input is padded TF 'SAME' from its size
+    at every call, as the conv it replaces did.
+    """
+
+    def __init__(self, conv_dw, conv_pw, order="dw_pw", bn_dw=None, same_pad=None):
         super().__init__()
         self.order = order
+        self.same_pad = same_pad
         self.conv_dw = conv_dw
         if bn_dw is not None:
             self.bn_dw = bn_dw
             self.act_dw = torch.nn.ReLU(inplace=True)
         self.conv_pw = conv_pw
 
+    def pad(self, x):
+        if self.same_pad is None:
+            return x
+        kernel, stride, dilation = self.same_pad
+        pads = []
+        sizes = x.shape[-len(kernel):]
+        for size, k, s, d in reversed(list(zip(sizes, kernel, stride, dilation))):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return torch.nn.functional.pad(x, pads)
+
     def forward(self, x):
         if self.order == "pw_dw":
-            return self.conv_dw(self.conv_pw(x))
-        x = self.conv_dw(x)
+            return self.conv_dw(self.pad(self.conv_pw(x)))
+        x = self.conv_dw(self.pad(x))
         if hasattr(self, "bn_dw"):
             x = self.act_dw(self.bn_dw(x))
         return self.conv_pw(x)
@@ -303,14 +320,18 @@ REASON = {reason}
 SOURCE = {source}
 ENTRY = {entry}
 LAYERS = {layers}
+LEAVES = {leaves}
 
 
 def build():
     """The original model rebuilt from its source, with the chosen convs replaced by separable layers."""
     from convaudit.conversion.rewrite import rebuild_structure
     from convaudit.sources import load as load_source
+    from convaudit.sources.leaves import import_module_classes
 
-    return rebuild_structure(load_source(SOURCE, entry=ENTRY).model, LAYERS)
+    loaded = load_source(SOURCE, entry=ENTRY)
+    leaves = import_module_classes(LEAVES, loaded.namespace)  # the module types the tracer was kept out of
+    return rebuild_structure(loaded.model, LAYERS, leaf_types=leaves)
 
 
 def load(directory=None, map_location="cpu"):
@@ -337,10 +358,12 @@ def replay_source(report: ConversionReport, plan: Plan, source: str | None, entr
         {"name": exact_text(c.name), "order": exact_text(c.order), "rank": int(c.rank), "style": style}
         for c in plan.choices
     ]
-    src = str(Path(source).resolve()) if not source.startswith("torchvision:") else source
+    src = str(Path(source).resolve()) if not source.startswith(ZOO_PREFIXES) else source
+    leaves = [exact_text(name) for name in report.settings.get("leaf", ())]
     return _header(report) + _REPLAY.format(
         reason=literal(exact_text(reason)),
         source=literal(exact_text(src)),
         entry=data_literal(entry),
         layers=pprint.pformat(layers, sort_dicts=False),
+        leaves=data_literal(leaves),
     )

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.conv import _ConvNd
 
+from convaudit.analysis.adapters import SamePad
 from convaudit.conversion.layers import SeparableConv
 from convaudit.conversion.safe_fx import is_plain
 from convaudit.vocab import LAYER_ORDERS, Style
@@ -93,13 +94,18 @@ def constructor(m: nn.Module) -> str:
 
 def _separable_ctor(m: SeparableConv) -> str:
     mobilenet = getattr(m, "style", None) == Style.MOBILENET
-    parts = {"conv_dw", "conv_pw"} | ({"bn_dw", "act_dw"} if mobilenet else set())
+    pad = m._modules.get("pad")  # run-time TF 'SAME' padding (of a Conv2dSame-like conv), written as its data
+    parts = {"conv_dw", "conv_pw"} | ({"bn_dw", "act_dw"} if mobilenet else set()) | ({"pad"} if pad else set())
     order = getattr(m, "order", None)
     if set(m._modules) != parts or order not in LAYER_ORDERS or (mobilenet and type(m.act_dw) is not nn.ReLU):
         raise NotGenerable(f"{type(m).__name__} does not have the parts of a convaudit separable layer")
+    if pad is not None and (type(pad) is not SamePad or pad._modules):
+        raise NotGenerable(f"{type(pad).__name__} is not convaudit's 'SAME' padding")
     args = [_conv_ctor(m.conv_dw), _conv_ctor(m.conv_pw), literal(exact_text(order))]
     if mobilenet:
         args.append(_generic_ctor(m.bn_dw))
+    if pad is not None:
+        args.append(f"same_pad={literal((pad.kernel_size, pad.stride, pad.dilation))}")
     return f"SeparableConv({', '.join(args)})"
 
 

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from convaudit.analysis.guard import eval_mode
 from convaudit.conversion.artifact.codegen import NotGenerable, generate_source
 from convaudit.conversion.artifact.codegen import replay_source as _replay_source
 from convaudit.conversion.planning import Plan
-from convaudit.conversion.rewrite import eval_mode
 from convaudit.documents.records import ConversionReport
 from convaudit.errors import ConvauditError, UsageError
 from convaudit.outputs.files import (
