@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from convaudit.analysis.rules.formulas import attention_macs, conv_macs, linear_macs, matmul_macs, numel
+from convaudit.analysis.rules.formulas import ACTIVATIONS, attention_macs, conv_macs, linear_macs, matmul_macs, numel
 from convaudit.analysis.rules.registry import Registry
 
 __all__ = [
@@ -200,39 +200,18 @@ _zero(
 )
 _zero(
     "activation",
-    nn.ReLU,
-    nn.ReLU6,
-    nn.SiLU,
-    nn.GELU,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.Mish,
+    *ACTIVATIONS,
     nn.PReLU,
     nn.Softmax,
     nn.LogSoftmax,
     nn.Softplus,
     nn.Hardtanh,
-    F.relu,
-    F.relu6,
-    F.silu,
-    F.gelu,
-    F.hardswish,
-    F.hardsigmoid,
-    F.sigmoid,
     F.tanh,
-    F.leaky_relu,
     F.elu,
     F.mish,
     F.softmax,
     F.log_softmax,
     F.hardtanh,
-    torch.relu,
-    torch.sigmoid,
-    torch.tanh,
     torch.softmax,
     "relu",
     "relu_",

@@ -18,10 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from convaudit.vocab import Order
 
 __all__ = [
+    "ACTIVATIONS",
     "SeparableFigures",
     "attention_macs",
     "batch_and_spatial",
@@ -184,3 +187,31 @@ def matmul_macs(a: Shape, b: Shape) -> int:
 def attention_macs(q: Shape, k: Shape, v: Shape) -> int:
     """Attention q(…,L,E)·k(…,S,E)ᵀ then ·v(…,S,Ev): ∏batch·L·S·(E + Ev)."""
     return numel(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+#: Elementwise activations: the output has the input's shape and they cost 0 MACs. Both the cost and
+#: the shape registries take them from here (each adds the ops only it knows).
+ACTIVATIONS: tuple[object, ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Mish,
+    F.relu,
+    F.relu6,
+    F.silu,
+    F.gelu,
+    F.hardswish,
+    F.hardsigmoid,
+    F.sigmoid,
+    F.leaky_relu,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+)

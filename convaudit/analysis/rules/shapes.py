@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from convaudit.analysis.rules.formulas import ACTIVATIONS
 from convaudit.analysis.rules.registry import Registry
 
 __all__ = ["SHAPE_RULES", "NoRule", "ShapeMismatch", "ShapeRule", "as_tuple"]
@@ -127,17 +128,7 @@ def _same_shape(target: Any, args: tuple, kwargs: dict) -> Shape:
 
 
 SHAPE_RULES.register(
-    nn.ReLU,
-    nn.ReLU6,
-    nn.SiLU,
-    nn.GELU,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.Mish,
+    *ACTIVATIONS,
     nn.Dropout,
     nn.Dropout1d,
     nn.Dropout2d,
@@ -145,18 +136,7 @@ SHAPE_RULES.register(
     nn.Identity,
     nn.GroupNorm,
     nn.LayerNorm,
-    F.relu,
-    F.relu6,
-    F.silu,
-    F.gelu,
-    F.hardswish,
-    F.hardsigmoid,
-    F.sigmoid,
-    F.leaky_relu,
     F.dropout,
-    torch.relu,
-    torch.sigmoid,
-    torch.tanh,
     "relu",
     "relu_",
     "sigmoid",
