@@ -10,6 +10,7 @@ thread count stated. Layers whose input would not fit a budget are skipped with 
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -39,27 +40,12 @@ def measure(layers: tuple[ConvLayer, ...] | list[ConvLayer], repeats: int = 10, 
 def _one(layer: ConvLayer, repeats: int, device: torch.device) -> LayerTiming:
     predicted = layer.macs / layer.separable.dw_pw.macs if layer.separable and layer.separable.dw_pw.macs else 0.0
     dtype = getattr(torch, layer.dtype, torch.float32)
-    numel = 1
-    for d in layer.input_shape:
-        numel *= d
-    if numel * torch.empty((), dtype=dtype).element_size() > MAX_INPUT_BYTES:
+    if math.prod(layer.input_shape) * torch.empty((), dtype=dtype).element_size() > MAX_INPUT_BYTES:
         return LayerTiming(
             layer.name, None, None, None, predicted, skipped=f"input larger than {MAX_INPUT_BYTES // 1024**2} MiB"
         )
     shape, padding = _padded(layer)
-    conv = _CONV[layer.dims](
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.bias,
-        padding_mode=layer.padding_mode,
-        device=device,
-        dtype=dtype,
-    ).eval()
+    conv = _conv(layer, layer.out_channels, layer.groups, layer.bias, padding, device, dtype).eval()
     replacement = _dw_pw_stand_in(layer, device, dtype, padding)
     x = torch.randn(shape, device=device, dtype=dtype)
     try:
@@ -82,23 +68,29 @@ def _padded(layer: ConvLayer) -> tuple[tuple[int, ...], Any]:
     return (*layer.input_shape[:-nd], *spatial), (0,) * nd
 
 
-def _dw_pw_stand_in(layer: ConvLayer, device: torch.device, dtype: torch.dtype, padding: Any) -> nn.Module:
-    """The m = 1 depthwise→pointwise form of ``layer``, freshly initialised: timing needs its shape, not weights."""
-    cls = _CONV[layer.dims]
-    depthwise = cls(
+def _conv(
+    layer: ConvLayer, out_channels: int, groups: int, bias: bool, padding: Any, device: torch.device, dtype: torch.dtype
+) -> nn.Module:
+    """A fresh conv with ``layer``'s kernel, stride, dilation and padding mode (timing needs shapes, not weights)."""
+    return _CONV[layer.dims](
         layer.in_channels,
-        layer.in_channels,
+        out_channels,
         layer.kernel_size,
         stride=layer.stride,
         padding=padding,
         dilation=layer.dilation,
-        groups=layer.in_channels,
-        bias=False,
+        groups=groups,
+        bias=bias,
         padding_mode=layer.padding_mode,
         device=device,
         dtype=dtype,
     )
-    pointwise = cls(
+
+
+def _dw_pw_stand_in(layer: ConvLayer, device: torch.device, dtype: torch.dtype, padding: Any) -> nn.Module:
+    """The m = 1 depthwise→pointwise form of ``layer``, freshly initialised."""
+    depthwise = _conv(layer, layer.in_channels, layer.in_channels, False, padding, device, dtype)
+    pointwise = _CONV[layer.dims](
         layer.in_channels, layer.out_channels, 1, groups=layer.groups, bias=layer.bias, device=device, dtype=dtype
     )
     return nn.Sequential(depthwise, pointwise).eval()
