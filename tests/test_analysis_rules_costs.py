@@ -172,3 +172,61 @@ def test_prod_is_exact_for_large_counts() -> None:
     big = conv_macs((1, 512, 4096, 4096), (1, 512, 4096, 4096), 512, 512, 1, (3, 3), False)
     assert big == 4096 * 4096 * 512 * 512 * 9 and isinstance(big, int) and big > 2**40
     assert math.prod((4096, 4096)) == 4096**2
+
+
+class ZeroMacOps(nn.Module):
+    """Ops the zoo runs that do no multiply-accumulate but carry no pointwise tag in aten (or are in place)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.Hardswish(inplace=True)  # aten.hardswish_ (efficientvit_b0)
+        self.prelu = nn.PReLU(4)  # aten._prelu_kernel (monai's UNet)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.prelu(self.act(self.conv(x)))
+        return x.clone().as_strided_(x.shape, x.stride())  # aten.as_strided_ (efficientvit_m0, smp's UPerNet)
+
+
+@pytest.mark.parametrize("path", ["fx", "hooks"])
+def test_zero_mac_ops_and_their_in_place_forms_are_costed(path: str) -> None:
+    import convaudit
+
+    a = convaudit.analyze(ZeroMacOps(), input_shape=(1, 3, 8, 8), trace_path=path)
+    assert a.uncosted_ops == ()
+    assert a.totals.macs == measured_macs(ZeroMacOps(), (1, 3, 8, 8))
+
+
+class ValueGatedAttention(nn.Module):
+    """Self-attention behind a branch on a value: the real path, where eval + no_grad take its fused op."""
+
+    def __init__(self, heads: int) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > -100:
+            x = x * 1.0
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("heads", [2, 4])  # the fused op needs an even number of heads
+def test_fused_multihead_attention_costs_what_the_unfused_path_does(heads: int) -> None:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    import convaudit
+
+    def cpu_sdpa(q: tuple, k: tuple, v: tuple, *args: object, out_shape: object = None, **kwargs: object) -> int:
+        return sdpa_flop_count(q, k, v)  # FlopCounterMode counts the CUDA attention kernels only
+
+    model = ValueGatedAttention(heads).eval()
+    x = torch.randn(2, 20, 16)
+    with torch.no_grad(), FlopCounterMode(display=False) as fused:
+        model(x)
+    assert fused.get_total_flops() == 0  # the fused op: FlopCounterMode sees no matmul
+    a = convaudit.analyze(model, (x,))
+    assert a.trace_path == "real" and a.uncosted_ops == ()
+    unfused = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
+    with FlopCounterMode(display=False, custom_mapping=unfused) as counter:  # with grad: the unfused path
+        model(x)
+    assert a.totals.macs == counter.get_total_flops() // 2 > 0

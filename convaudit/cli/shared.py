@@ -34,7 +34,8 @@ class Command:
 def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     """SOURCE, --entry, --weights, --trust and --input-shape: what a command reads."""
     parser.add_argument(
-        "source", help="model.py, a checkpoint (.pt/.pth) holding a module, torchvision:NAME or timm:NAME"
+        "source",
+        help="model.py, a checkpoint (.pt/.pth) holding a module, a model.onnx, torchvision:NAME or timm:NAME",
     )
     parser.add_argument("--entry", help=f"name of the function, class or module in model.py to {verb}")
     parser.add_argument(
@@ -83,8 +84,9 @@ def add_common_options(parser: argparse.ArgumentParser, output_help: str, output
 
 
 def input_paths(args: argparse.Namespace) -> list[str]:
-    """The files a command reads (the source, --weights): -o may not be or hold any of them."""
-    return [p for p in (args.source, getattr(args, "weights", None)) if p]
+    """The files a command reads (the source, --weights, --images, --holdout): -o may not be or hold any of them."""
+    named = (args.source, getattr(args, "weights", None), getattr(args, "images", None), getattr(args, "holdout", None))
+    return [p for p in named if p]
 
 
 def leaf_types(args: argparse.Namespace, loaded: LoadedModel) -> tuple[type, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,9 +22,11 @@ from convaudit.errors import ModelLoadError, UsageError
 __all__ = [
     "DEFAULT_SHAPES",
     "MAX_NUMEL",
+    "InputForm",
     "flat_tensors",
     "floating_dtype",
     "guess_shape",
+    "image_shapes",
     "is_shape",
     "materialize",
     "normalize_inputs",
@@ -59,6 +62,51 @@ def parse_shape(text: str) -> tuple[int, ...]:
             "give a smaller shape"
         )
     return shape
+
+
+@dataclass(frozen=True)
+class InputForm:
+    """How shapes (``--input-shape``) become a model's positional inputs.
+
+    The default: one meta tensor per shape, of the model's floating dtype. ``names``/``dtypes``: the inputs a
+    graph declares (an ONNX file's), so each shape gets its input's dtype and the count is checked.
+    ``images``: the model takes one list of ``[C, H, W]`` images (torchvision's detectors); each shape is
+    one image, and an ``N,C,H,W`` shape is N images of ``C,H,W``.
+    """
+
+    names: tuple[str, ...] = ()
+    dtypes: tuple[torch.dtype, ...] = ()
+    images: bool = False
+
+    def inputs(self, shapes: Sequence[tuple[int, ...]], dtype: torch.dtype, source: str) -> tuple:
+        """Meta tensors (nothing allocated) for ``shapes``; ``dtype`` where the form names none."""
+        if self.names and len(shapes) != len(self.names):
+            listed = ", ".join(self.names)
+            raise UsageError(
+                f"{source} has {len(self.names)} input{'s' if len(self.names) != 1 else ''} ({listed}) but "
+                f"{len(shapes)} --input-shape {'were' if len(shapes) != 1 else 'was'} given; "
+                "give one per input, in order"
+            )
+        if self.images:
+            return ([torch.empty(s, dtype=dtype, device="meta") for s in image_shapes(shapes, source)],)
+        return tuple(
+            torch.empty(s, dtype=self.dtypes[i] if i < len(self.dtypes) else dtype, device="meta")
+            for i, s in enumerate(shapes)
+        )
+
+
+def image_shapes(shapes: Sequence[tuple[int, ...]], source: str) -> list[tuple[int, ...]]:
+    """Per-image ``(C, H, W)`` shapes: a 3-D shape is one image, ``N,C,H,W`` is N of them."""
+    out: list[tuple[int, ...]] = []
+    for s in shapes:
+        if len(s) not in (3, 4):
+            text = ",".join(map(str, s))
+            raise UsageError(
+                f"--input-shape {text}: {source} takes a list of images; give C,H,W per image (e.g. 3,320,320), "
+                "repeated for more images, or N,C,H,W"
+            )
+        out += [tuple(s[1:])] * s[0] if len(s) == 4 else [tuple(s)]
+    return out
 
 
 def split_inputs(value: Any, where: str) -> tuple[tuple, dict]:

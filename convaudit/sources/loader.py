@@ -1,8 +1,10 @@
-"""Sources: a model.py, ``torchvision:NAME``, ``timm:NAME``, or a checkpoint holding a whole module; ``--weights``.
+"""Sources: a model.py, ``torchvision:NAME``, ``timm:NAME``, a checkpoint holding a whole module, a model.onnx;
+``--weights``.
 
 Loading a model file runs it, as pytest runs a test file. Loading a checkpoint (or ``--weights``) must
 not run code: it is vetted from its pickle opcodes and unpickled with ``weights_only`` (see
-:mod:`convaudit.vetting`). Every source says where its weights come from: ``"loaded"`` (a checkpoint,
+:mod:`convaudit.vetting`); neither does an ONNX file (read as data, see :mod:`convaudit.sources.onnx`).
+Every source says where its weights come from: ``"loaded"`` (a checkpoint, an ONNX file,
 ``--weights``), ``"model file"`` (whatever model.py builds) or ``"initialised"`` (a zoo model, fresh: see
 :mod:`convaudit.sources.zoo`).
 """
@@ -24,12 +26,14 @@ import torch.nn as nn
 from convaudit.errors import CheckpointError, ModelLoadError, UsageError
 from convaudit.sources.checkpoints import load_checkpoint_object, load_weights
 from convaudit.sources.inputs import (
+    InputForm,
     floating_dtype,
     guess_shape,
     parse_shape,
     split_inputs,
 )
 from convaudit.sources.locations import record_definitions
+from convaudit.sources.onnx import load_onnx
 from convaudit.sources.zoo import ZOO_PREFIXES, load_zoo
 from convaudit.vocab import WeightsOrigin
 
@@ -51,6 +55,7 @@ class LoadedModel:
     namespace: dict[str, Any] = field(default_factory=dict)  #: the model file's globals (calibration_inputs, ...)
     weights: str = WeightsOrigin.MODEL_FILE  #: loaded (checkpoint, --weights) | model file | initialised (fresh)
     weights_source: str | None = None  #: the file (and key) they were loaded from, the model file, or the builder
+    form: InputForm = field(default_factory=InputForm)  #: how --input-shape shapes become its inputs
 
 
 def load(
@@ -61,7 +66,9 @@ def load(
     weights: str | None = None,
     trust: Sequence[str] = (),
 ) -> LoadedModel:
-    """Load a model from a path, ``torchvision:NAME`` or ``timm:NAME``; ``input_shapes`` override its example inputs.
+    """Load a model from a path (model.py, checkpoint, .onnx), ``torchvision:NAME`` or ``timm:NAME``.
+
+    ``input_shapes`` override its example inputs (per image for a detector, per graph input for an ONNX file).
 
     Args:
         weights: a state_dict file to load into the model (vetted, ``weights_only``; strict keys and shapes).
@@ -75,19 +82,22 @@ def load(
         path = Path(spec)
         if not path.exists():
             raise UsageError(
-                f"{spec}: no such file; give a model.py, a checkpoint (.pt/.pth), torchvision:NAME or timm:NAME"
+                f"{spec}: no such file; give a model.py, a checkpoint (.pt/.pth), a model.onnx, torchvision:NAME "
+                "or timm:NAME"
             )
         if path.is_dir():
             raise UsageError(f"{spec} is a directory; give a model.py or a checkpoint file inside it")
         if path.suffix.lower() in CHECKPOINT_SUFFIXES:  # model.PT is a checkpoint too, not Python
             loaded = _load_checkpoint(path, trust)
+        elif path.suffix.lower() == ".onnx":
+            loaded = _load_onnx(path, shapes_given=bool(input_shapes))
         else:
             loaded = _load_python(path, entry)
     if weights is not None:
         loaded.weights, loaded.weights_source = WeightsOrigin.LOADED, load_weights(loaded.model, Path(weights), trust)
     if input_shapes:
         dtype = floating_dtype(loaded.model)  # a float16 model gets float16 inputs
-        loaded.args = tuple(torch.empty(s, dtype=dtype, device="meta") for s in input_shapes)
+        loaded.args = loaded.form.inputs(input_shapes, dtype, spec)
         loaded.kwargs = {}
         loaded.notes = [n for n in loaded.notes if "input shape" not in n]
     elif not loaded.args and not loaded.kwargs:
@@ -260,13 +270,33 @@ def _load_zoo(spec: str) -> LoadedModel:
     note = zoo.shape_note or f"input shape {','.join(map(str, shape))} guessed from the first conv; pass --input-shape"
     return LoadedModel(
         zoo.model,
-        (torch.empty(shape, dtype=floating_dtype(zoo.model), device="meta"),),
+        zoo.form.inputs([shape], floating_dtype(zoo.model), spec),
         {},
         spec,
         zoo.entry,
-        notes=[note],
+        notes=[note, *zoo.notes],
         weights=WeightsOrigin.INITIALISED,
         weights_source=zoo.built,
+        form=zoo.form,
+    )
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def _load_onnx(path: Path, shapes_given: bool) -> LoadedModel:
+    onnx = load_onnx(path, shapes_given=shapes_given)
+    dtype = floating_dtype(onnx.model)
+    return LoadedModel(
+        onnx.model,
+        onnx.form.inputs(onnx.shapes, dtype, str(path)) if onnx.shapes else (),
+        {},
+        str(path),
+        onnx.entry,
+        notes=list(onnx.notes),
+        weights=WeightsOrigin.LOADED,
+        weights_source=str(path),
+        form=onnx.form,
     )
 
 

@@ -4,8 +4,9 @@ Each builder runs under a fixed seed (torch's global generator seeded with 0, it
 so two reports of the same name show the same (random) weights and the caller's random stream does not
 move. The input size comes from the model's own data before anything is guessed: timm's
 ``pretrained_cfg['input_size']``; for torchvision the size a ViT is built for (``image_size``), else the
-crop (or resize) size of its default weights' transforms, else a small table. The note returned with it
-says where the size came from.
+crop (or resize) size of its default weights' transforms, else a small table. torchvision's detectors take
+a list of ``[C, H, W]`` images: one image, the size their own transform resizes to (``fixed_size``, else the
+eval-mode ``min_size``, square: kept as it is). The note returned with it says where the size came from.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import contextlib
 import difflib
 import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import torch
 import torch.nn as nn
 
 from convaudit.errors import ModelLoadError
+from convaudit.sources.inputs import InputForm
 from convaudit.sources.locations import record_definitions
 
 __all__ = ["VIDEO_FRAMES", "ZOO_PREFIXES", "ZooModel", "load_zoo", "seeded"]
@@ -47,6 +49,8 @@ class ZooModel:
     shape_note: str | None  #: where the shape came from, for the report
     entry: str  #: what was built, e.g. "timm.create_model('resnet18')"
     built: str  #: the builder call, the report's weights source
+    form: InputForm = field(default_factory=InputForm)  #: how shapes become its inputs (a detector's list of images)
+    notes: tuple[str, ...] = ()  #: more for the report, kept when --input-shape replaces the shape
 
 
 @contextlib.contextmanager
@@ -124,6 +128,8 @@ def _torchvision(name: str) -> ZooModel:
         kwargs["weights_backbone"] = None  # segmentation/detection builders default to downloading one
     with seeded(), record_definitions():
         model = builder(**kwargs)
+    if name in tvm.list_models(module=tvm.detection):
+        return _detector(name, model)
     video = name in tvm.list_models(module=tvm.video)
     shape, where = _torchvision_shape(name, model, video)
     return ZooModel(
@@ -132,6 +138,33 @@ def _torchvision(name: str) -> ZooModel:
         _shape_note(shape, where),
         f"torchvision.models.{name}",
         f"torchvision.models.{name}(weights=None)",
+    )
+
+
+def _detector(name: str, model: nn.Module) -> ZooModel:
+    """A detector takes a list of [C, H, W] images: one, at the size its transform resizes to (kept as it is)."""
+    transform = getattr(model, "transform", None)
+    cls = type(model).__name__
+    fixed, min_size, max_size = (getattr(transform, k, None) for k in ("fixed_size", "min_size", "max_size"))
+    if _is_size(fixed) and len(fixed) == 2:  # (width, height), as GeneralizedRCNNTransform reads it
+        shape, where = (3, int(fixed[1]), int(fixed[0])), f"{cls}.transform.fixed_size"
+        resize = f"{cls}'s transform resizes every image to {fixed[1]}×{fixed[0]}"
+    elif _is_size(min_size) and isinstance(max_size, int):
+        side = int(min_size[-1])  # eval mode: the last (training picks one at random)
+        shape, where = (3, side, side), f"{cls}.transform.min_size (eval)"
+        resize = f"{cls}'s transform resizes every image to shorter side {side}, longer side at most {max_size}"
+    else:
+        shape, where, resize = (3, 224, 224), "the ImageNet default, 224² (nothing documented for it)", ""
+    note = f"input shape {','.join(map(str, shape))} (one image) from {where}; pass --input-shape C,H,W per image"
+    notes = (f"{resize} before its backbone: the costs are at that size",) if resize else ()
+    return ZooModel(
+        model,
+        shape,
+        note,
+        f"torchvision.models.{name}",
+        f"torchvision.models.{name}(weights=None)",
+        form=InputForm(images=True),
+        notes=notes,
     )
 
 

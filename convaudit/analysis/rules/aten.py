@@ -66,6 +66,22 @@ for _name in (
     if hasattr(aten, _name):
         register_mac_rule("attention", getattr(aten, _name))(_sdpa)
 
+
+@register_mac_rule("attention", aten._native_multi_head_attention)
+def _aten_native_mha(call: OpCall) -> int:
+    """nn.MultiheadAttention's fused fast path (eval, no grad), query (B, L, E), key and value (B, S, E), H heads.
+
+    In-projections B·L·E² + 2·B·S·E², attention per head B·H·L·S·2·(E/H), out-projection B·L·E²: what the
+    unfused path's matmuls and attention cost.
+    """
+    q, k = shape_of(call.args[0]), shape_of(call.args[1])
+    embed, heads = int(call.args[3]), int(call.args[4])
+    batch, length, source = numel(q[:-2]), q[-2], k[-2]
+    per_head = (batch, heads, length, embed // heads)
+    kv = (batch, heads, source, embed // heads)
+    return 2 * batch * (length + source) * embed * embed + attention_macs(per_head, kv, kv)
+
+
 #: aten ops known to do no multiply-accumulates, beyond pointwise-tagged ops and views.
 ZERO_MAC_ATEN = frozenset(
     [
@@ -117,6 +133,7 @@ ZERO_MAC_ATEN = frozenset(
         "native_layer_norm",
         "native_group_norm",
         "_softmax",
+        "_safe_softmax",  # what attention with a mask decomposes into
         "_log_softmax",
         "softmax",
         "log_softmax",
@@ -198,6 +215,9 @@ ZERO_MAC_ATEN = frozenset(
         "is_same_size",
         "_reshape_alias",
         "unfold",
+        "hardswish",  # not tagged pointwise in aten (hardsigmoid, silu, gelu are)
+        "_prelu_kernel",  # nn.PReLU: elementwise, a per-channel slope
+        "prelu",
         "channel_shuffle",
         "pixel_shuffle",
         "pixel_unshuffle",
@@ -219,4 +239,9 @@ def aten_is_zero_mac(op: Any) -> bool:
     tags = getattr(op, "tags", ())
     if getattr(op, "namespace", "aten") == "prim":  # prim.device, prim.layout: metadata queries
         return True
-    return name in ZERO_MAC_ATEN or torch.Tag.pointwise in tags or getattr(op, "is_view", False)
+    if name in ZERO_MAC_ATEN or torch.Tag.pointwise in tags or getattr(op, "is_view", False):
+        return True
+    if name.endswith("_") and torch.Tag.inplace in tags:  # hardswish_, gelu_, as_strided_: as their out-of-place op
+        base = getattr(getattr(aten, name[:-1], None), getattr(op, "_overloadname", "default"), None)
+        return base is not None and aten_is_zero_mac(base)
+    return False
