@@ -25,6 +25,8 @@ _EXPORTS = {
     "convert": "convaudit.conversion",
     "Conversion": "convaudit.conversion",
     "load_converted": "convaudit.conversion.artifact",
+    "recover": "convaudit.conversion.recovery",
+    "Recovery": "convaudit.conversion.recovery",
     "Analysis": "convaudit.documents",
     "ConvLayer": "convaudit.documents",
     "ConversionReport": "convaudit.documents",
@@ -57,6 +59,7 @@ __all__ = [
     "Conversion",
     "ConversionOptions",
     "ConversionReport",
+    "Recovery",
     "SeparableConv",
     "SeparableConv1d",
     "SeparableConv2d",
@@ -65,6 +68,7 @@ __all__ = [
     "analyze",
     "convert",
     "load_converted",
+    "recover",
     "register_conv",
 ]
 
@@ -83,6 +87,7 @@ if TYPE_CHECKING:
     # from its own module: through the package, mypy (in the import cycle with `from convaudit import
     # __version__`) takes `convert` for the submodule convaudit.conversion.convert as well, a redefinition
     from convaudit.conversion.convert import convert
+    from convaudit.conversion.recovery import Recovery, recover
     from convaudit.documents import (
         SCHEMA_VERSION,
         Analysis,

@@ -17,11 +17,12 @@ __all__ = [
     "OutputExistsError",
     "ShapeError",
     "TraceError",
+    "UnmeetableError",
     "UsageError",
 ]
 
 EXIT_OK = 0  #: success (also: a model without convolutions, reported as such)
-EXIT_FAILURE = 1  #: the model could not be loaded, traced, analysed or converted
+EXIT_FAILURE = 1  #: the model could not be loaded, traced, analysed or converted (or no conversion meets the bound)
 EXIT_USAGE = 2  #: bad command line: unknown option, malformed --input-shape, missing file
 #: reserved for ``convaudit check`` (a model over its MAC/params/latency budgets); that command is not built
 #: yet, so nothing exits with 3 today. Kept so that scripts can rely on the code before it arrives.
@@ -62,3 +63,7 @@ class OutputExistsError(ConvauditError):
     """An output file exists and ``--force`` was not given."""
 
     exit_code = EXIT_USAGE
+
+
+class UnmeetableError(ConvauditError):
+    """No conversion meets the output-error bound asked for (``--max-output-error``); names the best reached."""

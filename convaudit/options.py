@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from convaudit.errors import UsageError
-from convaudit.vocab import Init, Mode, Order, Style, TracePath
+from convaudit.vocab import Init, Mode, Order, Select, Style, TracePath
 
 __all__ = ["REAL_RUN_MAX_BYTES", "AnalysisOptions", "ConversionOptions", "options_from"]
 
@@ -65,7 +65,13 @@ class ConversionOptions:
     """What :func:`convaudit.convert` rewrites, and how (see its docstring for each field).
 
     Strings are read into the vocabularies (``order="pw_dw"`` becomes ``Order.PW_DW``); ``rank`` is an int,
-    ``"full"`` (exact), or None: 1, unless ``energy`` or ``target_macs`` choose m per layer.
+    ``"full"`` (exact), or None: 1, unless ``energy``, ``target_macs`` or ``max_output_error`` choose m per layer.
+
+    ``select="sensitivity"`` (calibration batches needed) measures what each candidate does to the final output
+    when converted alone at each m, and chooses layers and m under ``target_macs`` for the least output error;
+    with ``rank`` fixed (then ``rank`` and ``target_macs`` combine) it chooses only which layers, at that m.
+    ``max_output_error`` picks the cheapest conversion whose held-out output error (after recovery, when asked)
+    meets it, ranking candidate plans by ``select`` (sensitivity unless ``select="energy"``).
     """
 
     rank: int | str | None = None
@@ -80,17 +86,23 @@ class ConversionOptions:
     energy: float | None = None  #: per layer, the smallest m keeping this share of the weight energy
     target_macs: float | None = None  #: whole-model MAC budget as a share of today's
     exact: bool = False  #: fail when a layer's relative error exceeds EXACT_TOLERANCE
+    recover: bool = False  #: label-free recovery after the rewrite (the original as teacher, calibration inputs)
+    recover_steps: int | None = None  #: recovery's step budget (None: its default, or only the time budget)
+    recover_seconds: float | None = None  #: recovery's wall-clock budget (the CLI's --recover-time)
+    seed: int = 0  #: recovery's random stream (batch order, crops): the same seed repeats a run
+    device: str = "cpu"  #: where recovery trains: "cpu" or "cuda" (or "cuda:N")
     inplace: bool = False  #: rewrite the model itself instead of a copy
     train_mode: bool = False  #: analyse and cost the training graph (verification always runs in eval mode)
     leaf_types: tuple[type, ...] = ()  #: module types the tracer must not trace into (the CLI's --leaf)
     source: str | None = None  #: how the user named the model (shown in reports)
+    select: Select | None = None  #: how layers and m are chosen under a budget; None: by weight energy
+    max_output_error: float | None = None  #: the cheapest conversion whose held-out output error meets this
 
     def __post_init__(self) -> None:
         _set(self, "leaf_types", _leaf_types(self.leaf_types))
-        if self.rank is not None and (self.energy is not None or self.target_macs is not None):
-            raise UsageError("--rank cannot be combined with --energy or --target-macs: they choose m per layer")
-        if self.energy is not None and self.target_macs is not None:
-            raise UsageError("give --energy or --target-macs, not both")
+        if self.select is not None:
+            _set(self, "select", Select.of(self.select, "--select"))
+        _check_budget(self)
         _set(self, "rank", _rank(self.rank))
         _set(self, "order", Order.of(self.order, "--order"))
         _set(self, "init", Init.of(self.init, "--init"))
@@ -110,15 +122,20 @@ class ConversionOptions:
             raise UsageError(f"--min-savings {self.min_savings!r}: give a share of a layer's MACs in [0, 1), e.g. 0.5")
         for name in ("include", "exclude"):
             _set(self, name, _globs(getattr(self, name)))
+        _check_recovery(self)
 
     @property
     def by_energy(self) -> bool:
-        """True when the plan chooses by the weight energies (they must be read from the weights)."""
-        return self.energy is not None or self.target_macs is not None or self.order is Order.AUTO
+        """True when the plan chooses by the weight energies (they must be read from the weights).
+
+        Also under ``select="sensitivity"``: its plan is checked against the energy-based one.
+        """
+        budgets = (self.energy, self.target_macs, self.max_output_error)
+        return any(b is not None for b in budgets) or self.order is Order.AUTO
 
     def settings(self) -> dict[str, Any]:
         """The settings as a ConversionReport records them (rank as used: 1 unless m is chosen per layer)."""
-        by_layer = self.energy is not None or self.target_macs is not None
+        by_layer = self.energy is not None or self.target_macs is not None or self.max_output_error is not None
         return {
             "rank": self.rank if self.rank is not None or by_layer else 1,
             "order": self.order,
@@ -131,9 +148,46 @@ class ConversionOptions:
             "min_savings": self.min_savings,
             "energy": self.energy,
             "target_macs": self.target_macs,
+            "select": self.select,
+            "max_output_error": self.max_output_error,
+            "recover": self.recover,
+            "recover_steps": self.recover_steps,
+            "recover_seconds": self.recover_seconds,
+            "seed": self.seed,
+            "device": self.device,
             "mode": Mode.TRAIN if self.train_mode else Mode.EVAL,
             "leaf": [f"{t.__module__}.{t.__qualname__}" for t in self.leaf_types],  # as --leaf names them
         }
+
+
+def _check_budget(o: ConversionOptions) -> None:
+    """The ways of choosing m and layers that combine, and those that do not."""
+    sensitivity = o.select is Select.SENSITIVITY
+    if o.rank is not None and (o.energy is not None or (o.target_macs is not None and not sensitivity)):
+        raise UsageError(
+            "--rank cannot be combined with --energy or --target-macs: they choose m per layer "
+            "(with --select sensitivity, --rank and --target-macs choose which layers to convert at that m)"
+        )
+    if o.energy is not None and o.target_macs is not None:
+        raise UsageError("give --energy or --target-macs, not both")
+    if o.max_output_error is not None:
+        if not (_is_number(o.max_output_error) and 0 < o.max_output_error < float("inf")):
+            raise UsageError(
+                f"--max-output-error {o.max_output_error!r}: give a positive relative error of the output, e.g. 0.05"
+            )
+        if o.energy is not None or o.target_macs is not None:
+            raise UsageError(
+                "--max-output-error chooses the MAC budget itself: it cannot be combined with --energy or --target-macs"
+            )
+    if sensitivity and o.energy is not None:
+        raise UsageError("--select sensitivity chooses m by the output error: it cannot be combined with --energy")
+    if o.max_output_error is not None and o.rank is not None and o.select is Select.ENERGY:
+        raise UsageError("--max-output-error with --rank fixed chooses layers by sensitivity: drop --select energy")
+    if sensitivity and o.init == Init.RANDOM:  # (init is read into Init after this check)
+        raise UsageError(
+            "--select sensitivity measures the function each conversion keeps; --init random keeps none: "
+            "use --init svd or calibrated"
+        )
 
 
 def options_from(cls: type[_Options], options: _Options | None, keywords: Mapping[str, Any], caller: str) -> _Options:
@@ -171,6 +225,31 @@ def _rank(rank: object) -> int | str | None:
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise UsageError(f"--rank {rank!r}: give a positive integer or 'full'")
     return rank
+
+
+def _check_recovery(options: ConversionOptions) -> None:
+    """The recovery fields: budgets positive, a seed an int, a device cpu or cuda; budgets only with recover."""
+    steps, seconds = options.recover_steps, options.recover_seconds
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise UsageError(f"--recover-steps {steps!r}: give a positive number of steps, e.g. 300")
+    if seconds is not None and not (_is_number(seconds) and 0 < seconds < float("inf")):
+        raise UsageError(f"--recover-time {seconds!r}: give a positive number of seconds, e.g. 600")
+    if isinstance(options.seed, bool) or not isinstance(options.seed, int) or options.seed < 0:
+        raise UsageError(f"--seed {options.seed!r}: give a non-negative integer")
+    device = options.device
+    if not (isinstance(device, str) and (device in ("cpu", "cuda") or _is_cuda_index(device))):
+        raise UsageError(f"--device {device!r}: choose cpu or cuda (or cuda:N)")
+    if not options.recover:
+        given = [
+            flag for flag, value in (("--recover-steps", steps), ("--recover-time", seconds)) if value is not None
+        ] + (["--device"] if device != "cpu" else [])
+        if given:
+            raise UsageError(f"{given[0]} sets how recovery runs: it needs --recover")
+
+
+def _is_cuda_index(device: str) -> bool:
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit() and index.isascii()
 
 
 def _leaf_types(values: Sequence[type] | type) -> tuple[type, ...]:

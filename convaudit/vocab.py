@@ -19,6 +19,7 @@ __all__ = [
     "Kind",
     "Mode",
     "Order",
+    "Select",
     "Style",
     "TracePath",
     "Vocabulary",
@@ -68,6 +69,13 @@ class Init(Vocabulary):
     SVD = "svd"  #: factorised from the conv's own weights (weight space)
     CALIBRATED = "calibrated"  #: fitted to the conv's outputs on calibration inputs (dw_pw only)
     RANDOM = "random"  #: a fresh initialisation, for training from scratch
+
+
+class Select(Vocabulary):
+    """How a plan chooses layers and m under a budget (``--target-macs``, ``--max-output-error``)."""
+
+    ENERGY = "energy"  #: the least weight energy lost (read from the weights alone; the default)
+    SENSITIVITY = "sensitivity"  #: the least final-output error, measured per layer and m on calibration batches
 
 
 class Style(Vocabulary):

@@ -3,7 +3,7 @@
 The digits (1,797 8×8 grayscale images, 10 classes) ship inside scikit-learn: nothing is downloaded.
 Install the extra first: ``pip install '.[examples]'``.
 
-    python examples/digits_experiment.py            # the experiment (~30 s on 2 CPU cores)
+    python examples/digits_experiment.py            # the experiment (~80 s on 2 CPU cores)
     python examples/digits_experiment.py --quick    # fewer epochs/steps, for a smoke test
 
 What it does, with fixed seeds (single-threaded by default: this model is too small to gain from more):
@@ -19,8 +19,11 @@ What it does, with fixed seeds (single-threaded by default: this model is too sm
    BatchNorm statistics on the calibration batches (``recalibrate_bn=True``, training-free), the output
    error and per-layer errors from the report, the largest depthwise kernel norm, and params/MACs before
    and after (measured on the converted model);
-3. fine-tunes every converted model for the same number of steps (the same batches, the same
-   optimiser), printing test accuracy at three points, and the unconverted model as a reference;
+3. label-free recovery of every converted model (``convaudit.recover``: the training images without their
+   labels, a quarter held out; ``--recover-steps``, default 250; ``benchmarks/bench_recover.py`` runs the
+   default budget), then fine-tunes every converted model (with labels) for the same number of steps (the
+   same batches, the same optimiser), printing test accuracy at three points, and the unconverted model as
+   a reference;
 4. prints one table per setup: stage × method → test accuracy (``--markdown``: also in Markdown).
 
 Importing this file only defines the model: ``convaudit report examples/digits_experiment.py`` and
@@ -198,6 +201,8 @@ class MethodResult:
     max_dw_norm: float = 0.0
     finetuned: dict[int, float] = field(default_factory=dict)  #: steps → test accuracy
     seconds: float = 0.0  #: convaudit.convert wall time
+    recovered: float | None = None  #: test accuracy after label-free recovery (convaudit.recover, no labels)
+    recover_seconds: float = 0.0  #: its wall time
 
 
 @dataclass
@@ -224,6 +229,7 @@ class Results:
     n_train: int
     n_test: int
     seconds: float
+    recover_steps: int = 0
 
 
 SETUPS = (
@@ -243,11 +249,16 @@ def main(argv: list[str] | None = None, *, verbose: bool = True) -> Results:
         "--finetune-steps", type=int, default=100, help="fine-tuning steps for every method (default 100)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for this tiny model)")
-    parser.add_argument("--quick", action="store_true", help="4 epochs and 40 fine-tuning steps (a smoke test)")
+    parser.add_argument(
+        "--recover-steps", type=int, default=250, help="label-free recovery steps for every method (default 250)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="4 epochs, 40 fine-tuning and 30 recovery steps (a smoke test)"
+    )
     parser.add_argument("--markdown", action="store_true", help="also print the tables in Markdown")
     opts = parser.parse_args(argv)
     if opts.quick:
-        opts.epochs, opts.finetune_steps = 4, 40
+        opts.epochs, opts.finetune_steps, opts.recover_steps = 4, 40, 30
     threads = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
     try:
@@ -340,6 +351,24 @@ def _run(opts: argparse.Namespace, say: Any) -> Results:
         )
     assert report is not None
 
+    # 3a. label-free recovery: the original as teacher, the training images without their labels as inputs
+    unlabeled = [data.x_train[i : i + BATCH] for i in range(0, len(data.x_train), BATCH)]
+    say(
+        f"\n[3a] label-free recovery: convaudit.recover(converted, original, {len(unlabeled)} batches of training "
+        f"images, no labels, a quarter held out; steps={opts.recover_steps})"
+    )
+    for si, setup in enumerate(setups):
+        say(f"  {setup.title.split('(')[0].strip()}")
+        for res in setup.methods:
+            t = time.perf_counter()
+            recovery = convaudit.recover(converted[si, res.name], model, unlabeled, steps=opts.recover_steps)
+            res.recover_seconds = time.perf_counter() - t
+            res.recovered = accuracy(recovery.model, data.x_test, data.y_test)
+            say(
+                f"    {res.name:<15} acc {res.recovered:.4f}  held-out error {recovery.before.relative_error:.3f} → "
+                f"{recovery.after.relative_error:.3f}  ({res.recover_seconds:.1f} s)"
+            )
+
     # 3. fine-tuning, the same budget for everyone (and for the original, as a reference)
     say(
         f"\n[3] fine-tuning: {ft} steps each (batch {BATCH}, Adam 1e-3 cosine, the same batch order); "
@@ -371,6 +400,7 @@ def _run(opts: argparse.Namespace, say: Any) -> Results:
         n_train=len(data.y_train),
         n_test=n,
         seconds=time.perf_counter() - t_start,
+        recover_steps=opts.recover_steps,
     )
     say("\n[4] test accuracy, stage × method (chance = 0.10)")
     say(format_table(results))
@@ -401,6 +431,12 @@ def _rows(r: Results, setup: Setup, acc: str) -> tuple[list[str], list[tuple[str
             [format(r.original_bn_reestimated, acc)] + [format(m.bn_reestimated, acc) for m in ms],
         ),
     ]
+    rows.append(
+        (
+            f"label-free recovery, {r.recover_steps} steps",
+            ["—"] + ["—" if m.recovered is None else format(m.recovered, acc) for m in ms],
+        )
+    )
     for s in r.checkpoints:
         rows.append(
             (

@@ -191,7 +191,7 @@ def test_every_report_states_the_mode() -> None:
     model = AuxHead()
     for train_mode, mode in ((False, "eval"), (True, "train")):
         a = convaudit.analyze(model, input_shape=(2, 3, 8, 8), train_mode=train_mode)
-        assert a.to_dict()["mode"] == mode and a.schema_version == "1.1"
+        assert a.to_dict()["mode"] == mode and a.schema_version == convaudit.SCHEMA_VERSION
         assert Analysis.from_dict(a.to_dict()) == a
         assert f"mode: {mode}" in render(a, "text")
         assert f"in {mode} mode" in render(a, "markdown")

@@ -231,6 +231,12 @@ def test_convert_writes_the_artifact(tmp_path: Path, capsys) -> None:
         (["--rank", "2", "--energy", "0.9"], EXIT_USAGE, "--rank cannot be combined"),
         (["--init", "calibrated"], EXIT_USAGE, "needs calibration_inputs()"),
         (["--style", "mobilenet"], EXIT_USAGE, "needs --init random"),
+        (["--recover"], EXIT_USAGE, "--recover needs calibration_inputs()"),
+        (["--recover", "--recover-time", "10x"], EXIT_USAGE, "--recover-time '10x': give a positive duration"),
+        (["--recover-time", "10m"], EXIT_USAGE, "--recover-time sets how recovery runs: it needs --recover"),
+        (["--recover-steps", "5"], EXIT_USAGE, "--recover-steps sets how recovery runs: it needs --recover"),
+        (["--select", "sensitivity", "--target-macs", "0.5"], EXIT_USAGE, "--select sensitivity needs calibration"),
+        (["--images", "nowhere"], EXIT_USAGE, "--images nowhere: no such directory"),
     ],
 )
 def test_convert_bad_input_writes_nothing(tmp_path: Path, capsys, args: list, code: int, pattern: str) -> None:
@@ -286,3 +292,125 @@ def test_report_states_the_mode_and_train_mode_counts_training_branches(tmp_path
     assert (evaluated["mode"], trained["mode"]) == ("eval", "train")
     assert [layer["name"] for layer in evaluated["layers"]] == ["stem"] and evaluated["uncalled_convs"] == ["aux"]
     assert [layer["name"] for layer in trained["layers"]] == ["stem", "aux"]
+
+
+# ---------------------------------------------------------------- convert: the verdict, recovery, inputs
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0), (" 2m ", 120.0)])
+def test_recover_time_reads_seconds_minutes_hours(text: str, seconds: float) -> None:
+    from convaudit.cli.convert import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["10", "10x", "-5m", "0s", "1e3s", "m", "10 m", "1,5h", "10min"])
+def test_recover_time_refuses_anything_else_in_one_line(text: str) -> None:
+    from convaudit.cli.convert import parse_duration
+    from convaudit.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"give a positive duration with its unit, like 90s, 10m or 1\.5h"):
+        parse_duration(text)
+
+
+def test_convert_untrained_zoo_model_is_broken_and_says_its_figures_mean_nothing(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r18"  # a smaller input than its 224² keeps the test quick; the verdict is the same
+    args = ["convert", "torchvision:resnet18", "--rank", "1", "--input-shape", "1,3,64,64", "-o", str(out)]
+    assert main(args) == EXIT_OK  # a completed lossy conversion is no failure
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "verdict: broken: the converted model no longer computes what the original did"
+    assert lines[1].startswith("  on the example inputs (1 sample; not held out")
+    assert lines[2].startswith("  next: try --recover with calibration inputs") and "--rank 2" in lines[2]
+    assert (
+        lines[3].startswith("warning: the weights are freshly initialised (untrained)") and "mean nothing" in lines[3]
+    )
+    doc = json.loads((out / "conversion.json").read_text())
+    assert doc["verdict"] == "broken" and doc["fidelity"]["inputs"] == "example inputs"
+    assert doc["fidelity"]["relative_error"] > 0.5 and doc["notes"][0].startswith("the weights are freshly")
+    html = (out / "conversion.html").read_text()
+    assert 'class="verdict broken"' in html and "freshly initialised (untrained)" in html
+
+
+def test_convert_recover_on_the_digits_example(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "digits"
+    args = ["convert", str(EXAMPLES / "digits_experiment.py"), "--rank", "1", "--recover", "--recover-steps", "3"]
+    assert main([*args, "--seed", "1", "-o", str(out)]) == EXIT_OK
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("verdict: ") and lines[1] == (
+        "  on the held-out calibration batches (64 samples, never fitted to):"
+    )
+    assert lines[2].startswith("    before recovery: top-1 agreement ")
+    assert lines[3].startswith("    after recovery:  top-1 agreement ") and lines[4].startswith("  recovery: ")
+    assert "recover:" not in captured.err  # no progress bar when stderr is no terminal
+    doc = json.loads((out / "conversion.json").read_text())
+    assert list(doc)[:4] == ["verdict", "fidelity", "recovered", "recovery"] and doc["recovery"]
+    assert doc["settings"]["recover_steps"] == 3 and doc["settings"]["seed"] == 1
+    assert doc["recovered"]["relative_error"] <= doc["fidelity"]["relative_error"]
+
+
+def test_convert_max_output_error_exits_1_when_no_conversion_meets_it(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "never"
+    args = ["convert", str(EXAMPLES / "digits_experiment.py"), "--max-output-error", "1e-9", "--select", "energy"]
+    assert main([*args, "-o", str(out)]) == EXIT_FAILURE
+    assert "--max-output-error" in one_line_error(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+IMAGE_MODEL = """
+import torch, torch.nn as nn
+from torchvision.transforms.functional import pil_to_tensor
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, 4)
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+def build_model():
+    torch.manual_seed(0)
+    return Net()
+
+def example_inputs():
+    return (torch.randn(1, 3, 8, 8),)
+
+def preprocess(image):
+    return pil_to_tensor(image.convert("RGB").resize((8, 8))).float() / 255
+"""
+
+
+def write_images(directory: Path, n: int, seed: int) -> None:
+    from PIL import Image
+
+    gen = __import__("random").Random(seed)
+    directory.mkdir()
+    for i in range(n):
+        pixels = bytes(gen.randrange(256) for _ in range(12 * 10 * 3))
+        Image.frombytes("RGB", (12, 10), pixels).save(directory / f"img{i}.png")
+
+
+def test_convert_images_and_holdout_come_from_image_files(tmp_path: Path, capsys) -> None:
+    model_py = tmp_path / "net.py"
+    model_py.write_text(IMAGE_MODEL)
+    write_images(tmp_path / "images", 6, seed=0)
+    write_images(tmp_path / "holdout", 3, seed=1)
+    base = ["convert", str(model_py), "--images", str(tmp_path / "images"), "-q"]
+    assert main([*base, "-o", str(tmp_path / "split")]) == EXIT_OK
+    split = json.loads((tmp_path / "split" / "conversion.json").read_text())["fidelity"]
+    assert split["inputs"] == "held-out calibration batches" and 0 < split["samples"] < 6  # 6 images, some held out
+    assert main([*base, "--holdout", str(tmp_path / "holdout"), "-o", str(tmp_path / "held")]) == EXIT_OK
+    held = json.loads((tmp_path / "held" / "conversion.json").read_text())["fidelity"]
+    assert held["inputs"] == "--holdout inputs" and held["samples"] == 3
+    assert capsys.readouterr().out == ""
+
+
+def test_convert_images_need_the_models_preprocessing(tmp_path: Path, capsys) -> None:
+    write_images(tmp_path / "images", 2, seed=0)
+    args = ["convert", str(EXAMPLES / "small_cnn.py"), "--images", str(tmp_path / "images"), "-o", str(tmp_path / "o")]
+    assert main(args) == EXIT_USAGE
+    assert "--images needs the model's preprocessing: define preprocess(image)" in one_line_error(
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "o").exists()

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 import convaudit
 from convaudit.conversion.convert import VerificationError
+from convaudit.conversion.fidelity import split_holdout
 from convaudit.conversion.layers import SeparableConv
 from convaudit.errors import UsageError
 from convaudit.sources.loader import load
@@ -133,9 +134,12 @@ def test_batchnorm_recalibration_on_the_copy_only() -> None:
     recal = convaudit.convert(model, (batches[0],), rank=1, calibration=batches, recalibrate_bn=True)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert recal.model.bn1.momentum == model.bn1.momentum and recal.model.training == model.training
-    # oracle: PyTorch's own BatchNorm re-estimation (SWA's update_bn) on the same conversion
+    # oracle: PyTorch's own BatchNorm re-estimation (SWA's update_bn) on the same conversion, on the fit
+    # batches only: the held-out ones are never fitted to
+    fit, held = split_holdout(batches)
+    assert len(fit) == 2 and len(held) == 1
     reference = convaudit.convert(model, (batches[0],), rank=1).model
-    torch.optim.swa_utils.update_bn(batches, reference)
+    torch.optim.swa_utils.update_bn([a[0] for a, _ in fit], reference)
     for name in ("bn0", "bn1", "bn2"):
         ours, theirs = getattr(recal.model, name), getattr(reference, name)
         assert torch.allclose(ours.running_mean, theirs.running_mean, rtol=1e-5, atol=1e-7)

@@ -27,3 +27,16 @@ def test_digits_experiment_quick() -> None:
     # what the experiment is about: layers built from the trained weights recover faster than fresh ones
     assert stem_kept["svd"].finetuned[last] > stem_kept["random"].finetuned[last]
     assert stem_kept["svd"].bn_reestimated > 0.5 > stem_kept["random"].bn_reestimated
+    # label-free recovery (no labels) improves on BatchNorm re-estimation alone
+    assert stem_kept["svd"].recovered is not None and stem_kept["svd"].recovered > stem_kept["svd"].bn_reestimated
+
+
+def test_detector_example_quick() -> None:
+    spec = importlib.util.spec_from_file_location("detector_example", EXAMPLES / "detector_example.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["detector_example"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    converted, recovered = module.main(["--quick"], verbose=False)
+    # label-free recovery of a two-output model: both figures move the right way, and detections come back
+    assert recovered.relative_error < 0.5 * converted.relative_error
+    assert recovered.kept > max(0.8, converted.kept)

@@ -1,10 +1,11 @@
-"""``convaudit convert SOURCE -o DIR``: rewrite convs as depthwise + pointwise, verify, save the artifact."""
+"""``convaudit convert SOURCE -o DIR``: rewrite convs as depthwise + pointwise, recover, verify, save the artifact."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 from convaudit.cli.shared import (
     Command,
@@ -17,9 +18,15 @@ from convaudit.cli.shared import (
 )
 from convaudit.errors import EXIT_OK, UsageError
 from convaudit.options import ConversionOptions
-from convaudit.vocab import Init, Order, Style
+from convaudit.vocab import Init, Order, Select, Style
 
-__all__ = ["COMMAND", "add_arguments", "options_of", "run"]
+if TYPE_CHECKING:  # the loader imports torch: only when the command runs
+    from convaudit.sources import LoadedModel
+
+__all__ = ["COMMAND", "add_arguments", "options_of", "parse_duration", "run"]
+
+#: Seconds per unit of --recover-time.
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +58,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--target-macs", type=float, metavar="SHARE", help="whole-model MAC budget as a share of today's"
     )
     parser.add_argument("--exact", action="store_true", help="fail (exit 1) if any layer's relative error exceeds 1e-4")
+    parser.add_argument(
+        "--select",
+        choices=[str(s) for s in Select],
+        help="under --target-macs, choose layers and m by weight energy (default) or by their effect on the output",
+    )
+    parser.add_argument(
+        "--max-output-error",
+        type=float,
+        metavar="E",
+        help="the cheapest conversion whose held-out output error is at most E (exit 1 if none is)",
+    )
+    _add_recovery_arguments(parser)
+
+
+def _add_recovery_arguments(parser: argparse.ArgumentParser) -> None:
+    """--recover and its budget, --images/--holdout: what recovery learns from and is measured on."""
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="label-free recovery: train the converted layers to reproduce the original on the calibration inputs",
+    )
+    parser.add_argument("--recover-steps", type=int, metavar="N", help="recovery's step budget (default 600)")
+    parser.add_argument("--recover-time", metavar="DURATION", help="recovery's time budget, e.g. 90s, 10m, 1h")
+    parser.add_argument("--seed", type=int, default=0, help="recovery's random seed (default 0: repeatable)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where recovery trains (default cpu)")
+    parser.add_argument(
+        "--images",
+        metavar="DIR",
+        help="calibration inputs from the image files in DIR, preprocessed by preprocess(image) in model.py "
+        "(torchvision:/timm: sources: their eval transforms); replaces calibration_inputs()",
+    )
+    parser.add_argument(
+        "--holdout", metavar="DIR", help="held-out image files: fidelity is measured on them, never fitted to"
+    )
 
 
 def options_of(args: argparse.Namespace) -> ConversionOptions:
@@ -69,13 +110,31 @@ def options_of(args: argparse.Namespace) -> ConversionOptions:
         target_macs=args.target_macs,
         exact=args.exact,
         train_mode=args.train_mode,
+        select=args.select,
+        max_output_error=args.max_output_error,
+        recover=args.recover,
+        recover_steps=args.recover_steps,
+        recover_seconds=parse_duration(args.recover_time) if args.recover_time is not None else None,
+        seed=args.seed,
+        device=args.device,
     )
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1.5h' → seconds; anything else is a UsageError (the unit is required)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", text.strip())
+    seconds = float(match[1]) * DURATION_UNITS[match[2]] if match else 0.0
+    if seconds <= 0:
+        raise UsageError(f"--recover-time {text!r}: give a positive duration with its unit, like 90s, 10m or 1.5h")
+    return seconds
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert the source, write the artifact directory; the conversion summary on the terminal unless -q."""
+    from convaudit.cli.progress import RecoveryProgress
     from convaudit.conversion import convert
     from convaudit.conversion.artifact.writer import ARTIFACT_FILES, write_artifact
+    from convaudit.conversion.reporting import with_weights
     from convaudit.formats import render
     from convaudit.outputs.files import check_output
     from convaudit.sources.inputs import materialize
@@ -84,16 +143,23 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, inputs=input_paths(args), force=args.force, directory=True, files=ARTIFACT_FILES)
     options = options_of(args)
     loaded = load_source(args)
-    calibration = _calibration(loaded.namespace, options, args.source)
-    result = convert(
-        loaded.model,
-        loaded.args,
-        loaded.kwargs,
-        options=dataclasses.replace(options, source=loaded.source, leaf_types=leaf_types(args, loaded)),
-        calibration=calibration,
-    )
+    calibration = _calibration(loaded, options, args)
+    holdout = _images(loaded, args.holdout, "--holdout") if args.holdout else None
+    progress = RecoveryProgress(quiet=args.quiet)
+    try:
+        result = convert(
+            loaded.model,
+            loaded.args,
+            loaded.kwargs,
+            options=dataclasses.replace(options, source=loaded.source, leaf_types=leaf_types(args, loaded)),
+            calibration=calibration,
+            holdout=holdout,
+            progress=progress,
+        )
+    finally:
+        progress.close()
     example = (materialize(loaded.args), materialize(loaded.kwargs))
-    report = dataclasses.replace(result.report, weights=loaded.weights, weights_source=loaded.weights_source)
+    report = with_weights(result.report, loaded.weights, loaded.weights_source)
     out = write_artifact(
         args.output,
         result.model,
@@ -113,15 +179,38 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _calibration(namespace: dict[str, Any], options: ConversionOptions, source: str) -> list[Any] | None:
-    """The batches of calibration_inputs() in model.py, when the options need them."""
-    if options.init is not Init.CALIBRATED and not options.recalibrate_bn:
-        return None
-    fn = namespace.get("calibration_inputs")
-    if not callable(fn):
-        flag = "--init calibrated" if options.init is Init.CALIBRATED else "--recalibrate-bn"
-        raise UsageError(f"{flag} needs calibration_inputs() in {source} (an iterable of input batches)")
-    return list(fn())
+def _calibration(loaded: LoadedModel, options: ConversionOptions, args: argparse.Namespace) -> list[Any] | None:
+    """The calibration batches: --images, else calibration_inputs() in model.py (a share is held out)."""
+    if args.images:
+        return _images(loaded, args.images, "--images")
+    fn = loaded.namespace.get("calibration_inputs")
+    if callable(fn):
+        return list(fn())
+    needs = [
+        flag
+        for flag, needed in (
+            ("--init calibrated", options.init is Init.CALIBRATED),
+            ("--recalibrate-bn", options.recalibrate_bn),
+            ("--recover", options.recover),
+            ("--select sensitivity", options.select is Select.SENSITIVITY),
+        )
+        if needed
+    ]
+    if needs:
+        raise UsageError(
+            f"{needs[0]} needs calibration_inputs() in {args.source} (an iterable of input batches) or --images DIR"
+        )
+    return None
+
+
+def _images(loaded: LoadedModel, directory: str, flag: str) -> list[Any]:
+    """Batches of the image files in ``directory``, preprocessed as the model declares."""
+    from convaudit.sources.images import image_batches, image_files, preprocessor
+
+    files = image_files(directory, flag)
+    preprocess, rgb = preprocessor(loaded.source, loaded.model, loaded.namespace, flag)
+    ndim = loaded.args[0].dim() if loaded.args and hasattr(loaded.args[0], "dim") else None
+    return image_batches(files, preprocess, rgb=rgb, ndim=ndim, flag=flag)
 
 
 COMMAND = Command(

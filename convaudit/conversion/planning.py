@@ -17,7 +17,16 @@ from convaudit.errors import UsageError
 from convaudit.options import ConversionOptions, options_from
 from convaudit.vocab import LAYER_ORDERS, Order, TracePath
 
-__all__ = ["Choice", "Plan", "plan_conversion", "predicted_cost", "with_mobilenet_norms"]
+__all__ = [
+    "Choice",
+    "Plan",
+    "assemble_plan",
+    "candidate_pool",
+    "make_choice",
+    "plan_conversion",
+    "predicted_cost",
+    "with_mobilenet_norms",
+]
 
 
 @dataclass(frozen=True)
@@ -81,21 +90,7 @@ def plan_conversion(analysis: Analysis, options: ConversionOptions | None = None
     today's MACs; layers and m are chosen greedily to meet it with the least weight energy lost).
     """
     opts = options_from(ConversionOptions, options, keywords, "plan_conversion")
-    _check_globs(analysis, opts.include, opts.exclude)
-    skipped: list[tuple[str, str]] = []
-    pool: list[ConvLayer] = []
-    for layer in analysis.layers:
-        if opts.include and not _matches(layer.name, opts.include):
-            skipped.append((layer.name, "not matched by --include"))
-        elif _matches(layer.name, opts.exclude):
-            skipped.append((layer.name, "matched by --exclude"))
-        elif not layer.candidate:
-            skipped.append((layer.name, layer.skip_reason or "not a candidate"))
-        elif layer.type.startswith("torch.nn.functional") and analysis.trace_path != TracePath.FX:
-            skipped.append((layer.name, "functional conv seen without a symbolic trace: cannot be rewritten"))
-        else:
-            pool.append(layer)
-    skipped.extend((name, "never called in forward at these inputs") for name in analysis.uncalled_convs)
+    pool, skipped = candidate_pool(analysis, opts)
     if opts.target_macs is not None:
         choices, notes = _meet_budget(analysis, pool, opts.order, opts.target_macs, skipped)
     else:
@@ -106,6 +101,33 @@ def plan_conversion(analysis: Analysis, options: ConversionOptions | None = None
                 skipped.append((layer.name, reason or "no savings"))
             else:
                 choices.append(choice)
+    return assemble_plan(analysis, choices, skipped, notes)
+
+
+def candidate_pool(analysis: Analysis, options: ConversionOptions) -> tuple[list[ConvLayer], list[tuple[str, str]]]:
+    """The layers a plan may convert (``include``/``exclude``, candidates, rewritable), and why the others may not."""
+    _check_globs(analysis, options.include, options.exclude)
+    skipped: list[tuple[str, str]] = []
+    pool: list[ConvLayer] = []
+    for layer in analysis.layers:
+        if options.include and not _matches(layer.name, options.include):
+            skipped.append((layer.name, "not matched by --include"))
+        elif _matches(layer.name, options.exclude):
+            skipped.append((layer.name, "matched by --exclude"))
+        elif not layer.candidate:
+            skipped.append((layer.name, layer.skip_reason or "not a candidate"))
+        elif layer.type.startswith("torch.nn.functional") and analysis.trace_path != TracePath.FX:
+            skipped.append((layer.name, "functional conv seen without a symbolic trace: cannot be rewritten"))
+        else:
+            pool.append(layer)
+    skipped.extend((name, "never called in forward at these inputs") for name in analysis.uncalled_convs)
+    return pool, skipped
+
+
+def assemble_plan(
+    analysis: Analysis, choices: Sequence[Choice], skipped: Sequence[tuple[str, str]], notes: Sequence[str] = ()
+) -> Plan:
+    """A Plan of ``choices``, with the model's predicted totals after them."""
     t = analysis.totals
     params_after = t.params + sum(c.params_after - c.params_before for c in choices)
     macs_after = t.macs + sum(c.macs_after - c.macs_before for c in choices)
@@ -128,7 +150,7 @@ def _choose(
             m = exact
         else:
             m = 1 if rank is None else int(rank)
-        options.append(_make_choice(layer, o, m, exact))
+        options.append(make_choice(layer, o, m, exact))
     # auto: keep the most energy at the chosen m; ties go to fewer MACs
     best = max(options, key=lambda c: ((c.energy if c.energy is not None else 0.0), -c.macs_after))
     saving = 1 - best.macs_after / layer.macs if layer.macs else 0.0
@@ -150,7 +172,10 @@ def _choose(
     return best, None
 
 
-def _make_choice(layer: ConvLayer, order: str, m: int, exact: int) -> Choice:
+def make_choice(layer: ConvLayer, order: str, m: int, exact: int | None = None) -> Choice:
+    """The Choice converting ``layer`` in ``order`` at multiplier ``m``, with its predicted cost and kept energy."""
+    if exact is None:
+        exact = exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, order)
     params, macs = predicted_cost(layer, order, m)
     return Choice(layer.name, order, m, exact, _energy(layer, order, m), layer.params, layer.macs, params, macs)
 
@@ -170,7 +195,7 @@ def _meet_budget(
     ladders: dict[str, list[Choice | None]] = {}
     for layer in pool:
         opts = [
-            _make_choice(
+            make_choice(
                 layer, o, m, exact_multiplier(layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size, o)
             )
             for o in orders
