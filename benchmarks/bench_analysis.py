@@ -9,6 +9,12 @@ Prints, in one run:
    (so nothing this process did inflates the peak). Targets: < 3 s and < 1.5 GB peak RSS.
 3. Scaling -- a synthetic deep CNN with 200 convs vs one with 2000 convs.
    Target: t(2000) <= 12 x t(200).
+4. Zoo models (timm's mobile nets and the other models the zoo tests use), each at its own input size,
+   in eval mode: ``convaudit.analyze(model, x)`` with the default ``AnalysisOptions()`` (no fvcore
+   cross-check, no separability SVDs, graph view on) against a bare ``torch.fx.symbolic_trace(model)``
+   and a real forward under ``torch.no_grad()``, interleaved in one process; the five slowest by
+   analysis / symbolic_trace, and the report's defaults (``cross_check=True, separability=True``) for
+   them, timed once. Target: analysis <= 1.5 x symbolic_trace on every model that fx can trace.
 
 Usage (from the repository root)::
 
@@ -17,6 +23,7 @@ Usage (from the repository root)::
     python benchmarks/bench_analysis.py --quick      # 2 timed runs, for a fast check
     python benchmarks/bench_analysis.py --strict     # exit status 1 if any target fails
     python benchmarks/bench_analysis.py --threads 1  # torch.set_num_threads(1), also in the child
+    python benchmarks/bench_analysis.py --only zoo   # one section (vs-fvcore, 4096, scaling, zoo)
 
 This is a script that prints figures, not a timed test: timings depend on the machine and its load.
 """
@@ -36,6 +43,7 @@ if __name__ == "__main__" and CHILD_FLAG in sys.argv[1:] and hasattr(os, "fork")
         os._exit(os.waitstatus_to_exitcode(os.waitpid(_pid, 0)[1]))
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -45,6 +53,7 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 _PEAK_AT_START = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before torch is imported (child check)
@@ -64,6 +73,7 @@ TARGET_SPEEDUP_VS_FVCORE = 5.0  # fvcore time / convaudit time, at least
 TARGET_4096_SECONDS = 3.0  # resnet50 @ 4096x4096, under
 TARGET_4096_PEAK_BYTES = int(1.5 * 1000**3)  # "1.5 GB" peak RSS, under (decimal GB; 1.5 GiB would be laxer)
 TARGET_SCALING_RATIO = 12.0  # t(2000 convs) / t(200 convs), at most
+TARGET_ZOO_RATIO = 1.5  # analysis / bare torch.fx.symbolic_trace of the same model, at most
 
 MIB = 1024**2
 SMALL = (1, 3, 224, 224)
@@ -410,6 +420,176 @@ def bench_scaling(repeat: int) -> bool:
     return ok
 
 
+# ------------------------------------------------------------------ 4. zoo models vs symbolic_trace
+
+#: timm's mobile nets and the other models of the zoo tests (small variants), built as ``convaudit report``
+#: builds ``timm:NAME`` / ``torchvision:NAME`` (seeded, untrained, at the model's own input size).
+ZOO_MODELS = (
+    "timm:mobilenetv3_small_050",
+    "timm:mobileone_s0",
+    "timm:ghostnetv3_050",
+    "timm:efficientvit_m0",
+    "timm:mobilenetv4_conv_small",
+    "timm:lcnet_050",
+    "timm:tf_efficientnet_b0",
+    "timm:efficientnet_b0",
+    "timm:mixnet_s",
+    "timm:regnetx_002",
+    "timm:resnet18",
+    "timm:convnext_atto",
+    "timm:repvgg_a0",
+    "timm:nf_resnet26",
+    "timm:dla34",
+    "torchvision:googlenet",
+    "torchvision:inception_v3",
+    "torchvision:mobilenet_v3_small",
+)
+ZOO_QUICK = (
+    "timm:mobilenetv3_small_050",
+    "timm:mobileone_s0",
+    "timm:lcnet_050",
+    "timm:tf_efficientnet_b0",
+    "timm:nf_resnet26",
+    "torchvision:googlenet",
+    "torchvision:inception_v3",
+)
+
+
+def _floor_trace(model: nn.Module) -> Callable[[], object] | None:
+    """The tracing floor: ``torch.fx.symbolic_trace(model)``; where that fails only because it traces into a
+    conv subclass (timm's Conv2dSame), the same with conv modules as leaves (as convaudit traces); None when
+    fx cannot trace the model at all (convaudit then takes the hook path)."""
+    from convaudit.analysis.adapters import is_conv_module
+
+    class ConvLeaves(torch.fx.Tracer):  # torch.fx.Tracer's own lookups: no speed-ups of convaudit's tracer
+        def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+            return is_conv_module(m) or super().is_leaf_module(m, qualified_name)
+
+    def leaves() -> object:
+        return torch.fx.GraphModule(model, ConvLeaves().trace(model))
+
+    for fn in (lambda: torch.fx.symbolic_trace(model), leaves):
+        try:
+            fn()
+        except Exception:
+            continue
+        return fn
+    return None
+
+
+@dataclass
+class ZooRow:
+    """One zoo model's figures (medians of interleaved rounds; ratios are medians of per-round ratios)."""
+
+    spec: str
+    shape: str
+    path: str
+    analyze: float
+    forward: float
+    vs_forward: float
+    trace: float | None = None  #: None: fx cannot trace the model
+    ratio: float | None = None  #: analyze / trace
+    report: float | None = None  #: `convaudit report`'s options, timed once (the five slowest only)
+
+
+def bench_zoo(repeat: int, quick: bool) -> bool:
+    header("4. Zoo models: analysis vs a bare torch.fx.symbolic_trace vs a real forward (eval mode)")
+    from convaudit.options import AnalysisOptions
+    from convaudit.sources.zoo import load_zoo
+
+    options = AnalysisOptions()  # what analyze() does by default: the timed options
+    report_options = AnalysisOptions(cross_check=True, separability=True)  # `convaudit report`'s defaults
+    print(
+        f"timed: convaudit.analyze(model, x) with AnalysisOptions() (cross_check={options.cross_check}, "
+        f"separability={options.separability}, graph={options.graph}, timing={options.timing}); "
+        f"median of {repeat} interleaved rounds; ratios are medians of per-round ratios"
+    )
+    rows: list[ZooRow] = []
+    built: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+    for spec in ZOO_QUICK if quick else ZOO_MODELS:
+        zoo = load_zoo(spec)
+        model = zoo.model.eval()
+        x = torch.randn(zoo.shape or SMALL)
+        built[spec] = (model, x)
+        floor = _floor_trace(model)
+
+        def ours(model: nn.Module = model, x: torch.Tensor = x) -> object:
+            return convaudit.analyze(model, x, options=options)
+
+        def forward(model: nn.Module = model, x: torch.Tensor = x) -> object:
+            with torch.no_grad():
+                return model(x)
+
+        fns: dict[str, Callable[[], object]] = {"analyze": ours, "forward": forward}
+        if floor is not None:
+            fns["trace"] = floor
+        path = convaudit.analyze(model, x, options=options).trace_path
+        forward()
+        runs = interleaved(fns, repeat)
+        row = ZooRow(
+            spec,
+            "x".join(map(str, x.shape)),
+            str(path),
+            statistics.median(runs["analyze"]),
+            statistics.median(runs["forward"]),
+            statistics.median(a / f for a, f in zip(runs["analyze"], runs["forward"], strict=True)),
+        )
+        if floor is not None:
+            row.trace = statistics.median(runs["trace"])
+            row.ratio = statistics.median(a / t for a, t in zip(runs["analyze"], runs["trace"], strict=True))
+        rows.append(row)
+        print(f"  {spec}: analysis / symbolic_trace {_x(row.ratio)} ({path} path)", flush=True)
+
+    traced = sorted((row for row in rows if row.ratio is not None), key=lambda row: -(row.ratio or 0.0))
+    untraceable = [row for row in rows if row.ratio is None]
+    table_rows = []
+    for row in traced[:5] + untraceable:
+        row.report = timed(functools.partial(convaudit.analyze, *built[row.spec], options=report_options))
+        cells = [row.spec, row.shape, row.path, s(row.analyze), s(row.trace), s(row.forward), _x(row.ratio)]
+        table_rows.append([*cells, _x(row.vs_forward), s(row.report)])
+    print()
+    print(
+        table(
+            [
+                "five slowest (analysis / trace), untraceable",
+                "input",
+                "path",
+                "analyze [seconds]",
+                "symbolic_trace [seconds]",
+                "forward [seconds]",
+                "analyze / trace",
+                "analyze / forward",
+                "report defaults, once [seconds]",
+            ],
+            table_rows,
+        )
+    )
+    missed = [row for row in traced if (row.ratio or 0.0) > TARGET_ZOO_RATIO]
+    worst = traced[0] if traced else None
+    print()
+    print(
+        f"analysis / symbolic_trace, worst of {len(traced)}: {_x(worst.ratio if worst else None)} "
+        f"({worst.spec if worst else '-'})   target <= {TARGET_ZOO_RATIO:.1f} x on every model   {verdict(not missed)}"
+    )
+    if missed:
+        print("above target: " + ", ".join(f"{row.spec} {_x(row.ratio)}" for row in missed))
+    if untraceable:
+        print(
+            "not traceable by fx (analysed on the hook path, a fake-tensor forward; no symbolic_trace to compare "
+            "with): " + ", ".join(row.spec for row in untraceable)
+        )
+    print(
+        "'symbolic_trace': torch.fx.symbolic_trace(model), or where it fails only inside a conv subclass (timm's "
+        "Conv2dSame) a torch.fx.Tracer with conv modules as leaves; 'report defaults' adds convaudit report's "
+        "cross_check=True (fvcore on a real forward) and separability=True (an SVD per candidate)"
+    )
+    return not missed
+
+
+def _x(ratio: object) -> str:
+    return f"{ratio:.2f} x" if isinstance(ratio, float) else "-"
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -456,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         help="torch.set_num_threads(N) here and in the child (default: torch's own)",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any target fails")
+    p.add_argument(
+        "--only",
+        choices=["vs-fvcore", "4096", "scaling", "zoo"],
+        action="append",
+        help="run only this section (repeatable; default: all)",
+    )
     p.add_argument(CHILD_FLAG, dest="child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads is not None:
@@ -478,11 +664,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     contention = CpuContention()
 
-    results = {
-        "resnet50 224: >= 5x faster than fvcore": bench_vs_fvcore(repeat),
-        "resnet50 4096: < 3 s and < 1.5 GB peak RSS": bench_4096(repeat),
-        "scaling 2000 vs 200 convs: <= 12x": bench_scaling(repeat),
+    sections: dict[str, tuple[str, Callable[[], bool]]] = {
+        "vs-fvcore": ("resnet50 224: >= 5x faster than fvcore", lambda: bench_vs_fvcore(repeat)),
+        "4096": ("resnet50 4096: < 3 s and < 1.5 GB peak RSS", lambda: bench_4096(repeat)),
+        "scaling": ("scaling 2000 vs 200 convs: <= 12x", lambda: bench_scaling(repeat)),
+        "zoo": ("zoo models: analysis <= 1.5x symbolic_trace", lambda: bench_zoo(repeat, args.quick)),
     }
+    results = {title: run() for key, (title, run) in sections.items() if not args.only or key in args.only}
     header("Summary")
     for name, ok in results.items():
         print(f"{verdict(ok)}  {name}")

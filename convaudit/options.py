@@ -35,7 +35,11 @@ class AnalysisOptions:
     train_mode: bool = False  #: analyse the training graph (model.train()); by default the model runs in eval mode
     graph: bool = True  #: build the graph view
     separability: bool = False  #: read candidate weights for the energy each separable form keeps
-    timing: bool = False  #: time every candidate and its depthwise→pointwise form on this device
+    timing: bool = False  #: time every candidate and its separable forms on this device (the CLI's --measure)
+    timing_seconds: float = 3.0  #: time cap per candidate (and per model end to end) of the measurement, seconds
+    memory_format: str = "contiguous"  #: of the measured and predicted layers: "contiguous" or "channels_last"
+    #: a convaudit.latency.profile.DeviceProfile for predicted times; None: the calibrated one, else the default
+    latency_profile: Any = field(default=None, hash=False, compare=False)
     source: str | None = None  #: how the user named the model (shown in reports)
     trace_path: TracePath | None = None  #: use only this path (fx, hooks or real; no fallback); None: fx first
     real_run_max_bytes: int = REAL_RUN_MAX_BYTES  #: the real path refuses, or stops, a forward needing more
@@ -58,6 +62,10 @@ class AnalysisOptions:
                     )
             _set(self, name, dict(given))  # a copy: the caller's dict may change after, these options do not
         _set(self, "leaf_types", _leaf_types(self.leaf_types))
+        if not (_is_number(self.timing_seconds) and 0 < self.timing_seconds < float("inf")):
+            raise UsageError(f"--measure-time {self.timing_seconds!r}: give a positive number of seconds, e.g. 3")
+        if self.memory_format not in ("contiguous", "channels_last"):
+            raise UsageError(f"--memory-format {self.memory_format!r}: choose contiguous or channels_last")
 
 
 @dataclass(frozen=True)
@@ -131,11 +139,12 @@ class ConversionOptions:
         Also under ``select="sensitivity"``: its plan is checked against the energy-based one.
         """
         budgets = (self.energy, self.target_macs, self.max_output_error)
-        return any(b is not None for b in budgets) or self.order is Order.AUTO
+        return any(b is not None for b in budgets) or self.order is Order.AUTO or self.select is Select.RECOMMENDED
 
     def settings(self) -> dict[str, Any]:
         """The settings as a ConversionReport records them (rank as used: 1 unless m is chosen per layer)."""
         by_layer = self.energy is not None or self.target_macs is not None or self.max_output_error is not None
+        by_layer = by_layer or self.select is Select.RECOMMENDED
         return {
             "rank": self.rank if self.rank is not None or by_layer else 1,
             "order": self.order,
@@ -163,6 +172,12 @@ class ConversionOptions:
 def _check_budget(o: ConversionOptions) -> None:
     """The ways of choosing m and layers that combine, and those that do not."""
     sensitivity = o.select is Select.SENSITIVITY
+    if o.select is Select.RECOMMENDED:
+        chosen = (("--rank", o.rank), ("--energy", o.energy), ("--target-macs", o.target_macs))
+        given = [flag for flag, v in (*chosen, ("--max-output-error", o.max_output_error)) if v is not None]
+        if given or o.order != Order.DW_PW:  # (order is read into Order after this check)
+            flag = given[0] if given else "--order"
+            raise UsageError(f"--select recommended chooses each layer's order and m itself: drop {flag}")
     if o.rank is not None and (o.energy is not None or (o.target_macs is not None and not sensitivity)):
         raise UsageError(
             "--rank cannot be combined with --energy or --target-macs: they choose m per layer "

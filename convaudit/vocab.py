@@ -76,6 +76,9 @@ class Select(Vocabulary):
 
     ENERGY = "energy"  #: the least weight energy lost (read from the weights alone; the default)
     SENSITIVITY = "sensitivity"  #: the least final-output error, measured per layer and m on calibration batches
+    #: each candidate as the analysis recommends (convert at its order and m, or keep): by the device profile's
+    #: predicted time and the weight energy (``convaudit convert``'s default; the Python API's default is rank 1)
+    RECOMMENDED = "recommended"
 
 
 class Style(Vocabulary):

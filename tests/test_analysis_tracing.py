@@ -1,11 +1,13 @@
 """Tracing: every conv stays visible as one call, and nothing is left on the user's model."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from convaudit.analysis.tracing import trace
+from convaudit.analysis.tracing import ConvTracer, trace
 from tests.fixtures import nets
 
 
@@ -43,3 +45,43 @@ def test_untraceable_model_raises() -> None:
 
     with pytest.raises(torch.fx.proxy.TraceError):  # trace() raises what the tracer raises
         trace(Branchy())
+
+
+class _ConvLeaves(torch.fx.Tracer):
+    """torch.fx.Tracer's own name lookups (a walk over the root per access), with convaudit's leaves."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, module_qualified_name)
+
+
+class _Scaled(nn.Module):
+    """Reads parameters and buffers in forward (timm's BatchNormAct2d, layer scale), shares one, swaps one."""
+
+    def __init__(self, shared: nn.Parameter) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.gamma = nn.Parameter(torch.ones(4, 1, 1))
+        self.shared = shared
+        self.register_buffer("mean", torch.zeros(4, 1, 1))
+        self.register_buffer("spare", torch.ones(4, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        old = self.mean
+        y = (self.conv(x) - old) * self.gamma * self.shared + self.spare
+        self.mean = torch.ones(4, 1, 1)  # reassigned in forward: the table's old entry must not be used
+        return F.conv2d(y, self.conv.weight, padding=1) + self.mean + old
+
+
+def test_the_tracer_finds_the_names_torch_fx_finds() -> None:
+    shared = nn.Parameter(torch.ones(1))
+    model = nn.Sequential(_Scaled(shared), _Scaled(shared), nn.ReLU())
+
+    def graph(tracer: torch.fx.Tracer) -> list[tuple]:
+        nodes = tracer.trace(copy.deepcopy(model)).nodes
+        return [(n.op, str(n.target), str(n.args), str(n.kwargs), str(n.meta.get("nn_module_stack"))) for n in nodes]
+
+    ours = graph(ConvTracer())
+    assert ours == graph(_ConvLeaves())
+    assert ("get_attr", "0.shared", "()", "{}") in [node[:4] for node in ours]  # tied: its first name
+    targets = [node[1] for node in ours if node[0] == "get_attr"]
+    assert targets.count("0.mean") == 2 and "_tensor_constant0" in targets  # the new buffer; the old one, a constant

@@ -180,7 +180,7 @@ def test_cheapest_plan_fails_with_exit_1_when_nothing_meets_the_bound(loud_quiet
         ({"max_output_error": 0}, "--max-output-error 0: give a positive relative error of the output"),
         ({"max_output_error": float("nan")}, "--max-output-error nan: give a positive"),
         ({"max_output_error": 0.1, "target_macs": 0.5}, "--max-output-error chooses the MAC budget itself"),
-        ({"select": "loudest"}, "--select 'loudest': choose energy or sensitivity"),
+        ({"select": "loudest"}, "--select 'loudest': choose energy, sensitivity or recommended"),
         ({"rank": 1, "target_macs": 0.5}, "--rank cannot be combined with --energy or --target-macs"),
         ({"select": "sensitivity", "energy": 0.9}, "cannot be combined with --energy"),
         ({"select": "sensitivity", "init": "random"}, "--init random keeps none"),

@@ -1,42 +1,232 @@
-"""Measured time: every candidate and its DW→PW form timed on fresh layers; the model is not run."""
+"""Measured time: stand-ins built from the layer's configuration, timed against each other; the model is not run."""
 
+from __future__ import annotations
+
+import importlib
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+import torch
 import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import convaudit
+from convaudit.analysis.rules.formulas import dw_pw_cost, pw_dw_cost
+from convaudit.documents.latency import LayerLatency
 from convaudit.documents.records import Analysis
+from convaudit.errors import UsageError
 from convaudit.formats import render
-from convaudit.latency.measure import MAX_INPUT_BYTES, measure
+from convaudit.latency.measure import (
+    MAX_INPUT_BYTES,
+    measure,
+    measure_end_to_end,
+    measure_layers,
+    stand_in_input,
+    stand_ins,
+)
 from tests.fixtures import nets
 
+measure_module = importlib.import_module("convaudit.latency.measure")  # the package exports measure() by that name
 
-def test_candidates_are_timed_and_the_model_is_not_run() -> None:
+
+TICK = 2**-9  #: ~2 ms, exact in binary
+
+
+class TickClock:
+    """Every reading advances one tick: every batch reads exactly one tick, whatever the real time."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        self.t += TICK
+        return self.t
+
+
+class NoLoad:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> float | None:
+        return 0.0
+
+
+def candidates(model: nn.Module, shape: tuple[int, ...]) -> list[Any]:
+    return list(convaudit.analyze(model, input_shape=shape).candidates)
+
+
+MIXED = nn.Sequential(
+    nn.Conv2d(8, 32, 3, padding=1),
+    nn.Conv2d(32, 64, 3, stride=2, groups=4, bias=False),
+    nn.Conv2d(64, 48, 3, dilation=2, padding=2, padding_mode="reflect"),
+    nn.Conv2d(48, 16, (1, 5), padding=(0, 2)),
+)
+CASES = [(MIXED, (1, 8, 20, 20)), (nn.Conv1d(6, 12, 5, stride=2), (2, 6, 40)), (nn.Conv3d(4, 8, 3), (1, 4, 6, 7, 8))]
+
+
+def flops(module: nn.Module, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(x)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("model, shape", CASES)
+@pytest.mark.parametrize("m", [None, 3])
+def test_stand_ins_have_the_layers_shapes_and_macs(model: nn.Module, shape: tuple[int, ...], m: int | None) -> None:
+    for layer in candidates(model, shape):
+        modules, x = stand_ins(layer, m=m), stand_in_input(layer)
+        assert tuple(x.shape) == tuple(layer.input_shape)
+        outputs = {name: module(x) for name, module in modules.items()}
+        assert all(tuple(y.shape) == tuple(layer.output_shape) for y in outputs.values())
+        args = (layer.input_shape, layer.output_shape, layer.in_channels, layer.out_channels, layer.groups)
+        dw_pw = dw_pw_cost(*args, layer.kernel_size, m or 1, layer.bias, 4)
+        pw_dw = pw_dw_cost(*args, layer.kernel_size, layer.bias, 4, m or 1)
+        assert flops(modules["original"], x) == 2 * layer.macs  # FlopCounterMode: FLOPs = 2·MACs
+        assert flops(modules["dw_pw"], x) == 2 * dw_pw.macs
+        assert flops(modules["pw_dw"], x) == 2 * pw_dw.macs
+        if m is None:
+            assert dw_pw.macs == layer.separable.dw_pw.macs and pw_dw.macs == layer.separable.pw_dw.macs
+
+
+def test_stand_ins_are_fresh_in_eval_mode_and_channels_last() -> None:
+    model = nn.Sequential(nn.Conv2d(8, 16, 3)).train()
+    (layer,) = candidates(model, (1, 8, 12, 12))
+    modules = stand_ins(layer, memory_format="channels_last")
+    x = stand_in_input(layer, memory_format="channels_last")
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    ours = {p.data_ptr() for p in model.parameters()}
+    for module in modules.values():
+        assert not module.training and not any(p.data_ptr() in ours for p in module.parameters())
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in module.parameters() if p.dim() == 4)
+    assert torch.equal(stand_in_input(layer), stand_in_input(layer))  # seeded
+
+
+def test_layers_are_timed_interleaved_on_the_clock_in_eval_and_no_grad(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[bool, bool, bool]] = []
+    real_compare, real_stand_ins = measure_module.compare, measure_module.stand_ins
+    built: list[nn.Module] = []
+
+    def spy_stand_ins(*args: Any, **kwargs: Any) -> dict[str, nn.Module]:
+        modules = real_stand_ins(*args, **kwargs)
+        built.extend(modules.values())
+        return modules
+
+    def spy_compare(fns: dict[str, Callable[[], Any]], **kwargs: Any) -> Any:
+        y = fns["dw_pw"]()
+        seen.append((torch.is_grad_enabled(), y.requires_grad, any(m.training for m in built)))
+        return real_compare(fns, **kwargs)
+
+    monkeypatch.setattr(measure_module, "compare", spy_compare)
+    monkeypatch.setattr(measure_module, "stand_ins", spy_stand_ins)
+    layers = candidates(MIXED, (1, 8, 20, 20))
+    done: list[tuple[int, int]] = []
+    found = measure_layers(layers, clock=TickClock(), load_meter=NoLoad, progress=lambda d, t: done.append((d, t)))
+    assert seen == [(False, False, False)] * 4
+    assert list(found) == [layer.name for layer in layers] and done == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    for lat in found.values():
+        # every batch reads one tick of one call: the harness's figures, not the machine's
+        assert lat == LayerLatency(
+            None,
+            dict.fromkeys(("original", "dw_pw", "pw_dw"), TICK),
+            dict.fromkeys(("original", "dw_pw", "pw_dw"), 0.0),
+            True,
+            "contiguous",
+        )
+    assert all(c.spreads["original"].runs == 6 for c in found.comparisons.values())  # the CI's first possible size
+    assert found.measurement.unreliable_reasons == () and found.measurement.load == 0.0
+    assert found.measurement.threads == torch.get_num_threads()
+
+
+def test_memory_format_threads_and_forms() -> None:
+    layers = candidates(MIXED, (1, 8, 20, 20)) + candidates(nn.Conv1d(6, 12, 5), (1, 6, 30))
+    before = torch.get_num_threads()
+    found = measure_layers(
+        layers, memory_format="channels_last", forms=("dw_pw",), threads=1, clock=TickClock(), load_meter=NoLoad
+    )
+    assert torch.get_num_threads() == before and found.measurement.threads == 1
+    assert found.measurement.memory_format == "channels_last"
+    formats = [lat.memory_format for lat in found.values()]
+    assert formats == ["channels_last"] * 4 + ["contiguous"]  # 1-d convs have no channels_last
+    assert all(set(lat.measured_seconds or {}) == {"original", "dw_pw"} for lat in found.values())
+    with pytest.raises(UsageError, match="memory_format"):
+        measure_layers(layers, memory_format="nhwc")
+
+
+class Busy(NoLoad):
+    def stop(self) -> float | None:
+        return 1.5
+
+
+def test_a_busy_machine_flags_the_run_and_its_layers() -> None:
+    layers = candidates(MIXED, (1, 8, 20, 20))[:2]
+    found = measure_layers(layers, threads=2, clock=TickClock(), load_meter=Busy)
+    assert found.measurement.load == 1.5 and not any(lat.reliable for lat in found.values())
+    assert found.measurement.unreliable_reasons[0] == (
+        "other processes used 1.5 CPU cores during the run; with 2 threads, times are more repeatable with 1"
+    )
+    assert found.measurement.unreliable_reasons[1] == "0: other processes used 1.5 CPU cores during the run"
+
+
+def test_the_per_layer_and_whole_run_caps() -> None:
+    layers = candidates(MIXED, (1, 8, 20, 20))
+    clock = TickClock()
+    found = measure_layers(layers, max_seconds_per_layer=1.0, max_seconds=0.05, clock=clock, load_meter=NoLoad)
+    assert set(found) | set(found.skipped) == {layer.name for layer in layers} and found and found.skipped
+    assert all(why == "the whole-run cap of 0.05 s was used up" for why in found.skipped.values())
+    assert all(lat.reliable is False for lat in found.values())  # cut short: flagged, never shown as a fact
+    assert clock.t < 0.05 + 0.06  # one layer's warm-up of overshoot at most
+    assert any("not measured" in r for r in found.measurement.unreliable_reasons)
+    capped = measure_layers(layers[:1], max_seconds_per_layer=0.01, clock=TickClock(), load_meter=NoLoad)
+    (c,) = capped.comparisons.values()
+    assert not c.reliable and "not within ±10%" in c.reasons[0]
+
+
+def test_large_tensors_are_skipped_with_a_reason() -> None:
+    (big,) = candidates(nets.Seed64(), (4, 64, 2048, 2048))  # 4 GiB input
+    assert MAX_INPUT_BYTES < 4 * 64 * 2048 * 2048 * 4
+    found = measure_layers([big], clock=TickClock(), load_meter=NoLoad)
+    assert not found and found.skipped == {"conv": "its input of 4096 MiB exceeds the 512 MiB memory guard"}
+    assert found.measurement.unreliable_reasons == ("conv: not measured: " + found.skipped["conv"],)
+    (wide,) = candidates(nets.Seed64(), (1, 64, 512, 512))  # 64 MiB, but m = 9 makes a 576 MiB intermediate
+    found = measure_layers([wide], multipliers={"conv": 9}, clock=TickClock(), load_meter=NoLoad)
+    assert found.skipped["conv"].startswith("its dw_pw intermediate of 576 MiB")
+
+
+def test_end_to_end_leaves_the_models_as_found() -> None:
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)).train()
+    b = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8))
+    b[1].eval()
+    states = [{k: v.clone() for k, v in m.state_dict().items()} for m in (a, b)]
+    x = torch.randn(2, 3, 16, 16)
+    original, converted, reliable = measure_end_to_end(a, b, (x,), clock=TickClock(), load=NoLoad())
+    assert original.median_seconds == TICK and converted.runs == 6 and reliable
+    assert a.training and a[1].training and b.training and not b[1].training
+    for m, state in zip((a, b), states, strict=True):
+        assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())  # BatchNorm stats untouched
+
+
+def test_the_1_2_timing_still_works_and_the_model_is_not_run() -> None:
     model = nn.Sequential(nn.Conv2d(8, 32, 3, padding=1), nn.Conv2d(32, 32, 1), nn.Conv2d(32, 32, 3, padding=1))
     calls = []
     model.register_forward_hook(lambda *a: calls.append(1))
-    a = convaudit.analyze(model, input_shape=(1, 8, 16, 16), timing=True)
+    a = convaudit.analyze(model, input_shape=(1, 8, 16, 16), timing=True, timing_seconds=0.3)
     assert not calls
     t = a.timing
-    assert t.threads >= 1 and t.repeats == 10 and [x.name for x in t.layers] == ["0", "2"]
+    assert t.threads >= 1 and t.repeats >= 1 and [x.name for x in t.layers] == ["0", "2"]
     for x, layer in zip(t.layers, a.candidates, strict=True):
-        assert (
-            x.seconds > 0 and x.seconds_dw_pw > 0 and x.speedup_measured == pytest.approx(x.seconds / x.seconds_dw_pw)
-        )
+        assert x.seconds > 0 and x.seconds_dw_pw > 0
+        assert x.speedup_measured == pytest.approx(x.seconds / x.seconds_dw_pw)
         assert x.speedup_predicted == pytest.approx(layer.macs / layer.separable.dw_pw.macs)
+    (skipped,) = measure(candidates(nets.Seed64(), (4, 64, 2048, 2048))).layers
+    assert skipped.seconds is None and "memory guard" in (skipped.skipped or "")
 
 
-def test_large_inputs_are_skipped_with_a_reason() -> None:
-    a = convaudit.analyze(nets.Seed64(), input_shape=(4, 64, 2048, 2048))  # 4 GiB input
-    assert MAX_INPUT_BYTES < 4 * 64 * 2048 * 2048 * 4
-    (x,) = measure(a.layers).layers
-    assert x.seconds is None and "larger than" in x.skipped
-
-
-def test_reports_show_and_round_trip_the_timing() -> None:
-    a = convaudit.analyze(nets.Seed64(), input_shape=(1, 64, 16, 16), timing=True)
+def test_a_measured_analysis_round_trips_and_states_how_it_was_measured() -> None:
+    a = convaudit.analyze(nets.Seed64(), input_shape=(1, 64, 16, 16), timing=True, timing_seconds=0.3)
     assert Analysis.from_dict(json.loads(render(a, "json"))) == a
-    assert "measured on cpu" in render(a, "text") and "MACs promised" in render(a, "text")
-    html = render(a, "html")
-    assert 'id="timing"' in html and "Measured time" in html
+    m = a.measurement
+    assert m is not None and m.threads == a.timing.threads >= 1 and m.memory_format == "contiguous"
+    assert f"measured on cpu ({m.threads} threads, contiguous" in render(a, "text")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from convaudit.analysis.guard import in_mode, untouched
 from convaudit.analysis.modelcheck import check_model
 from convaudit.analysis.paths import see
 from convaudit.analysis.propagation import Call
+from convaudit.analysis.recommend import with_latency
 from convaudit.analysis.separability import separability as weight_separability
 from convaudit.analysis.separability import weight_of
 from convaudit.analysis.totals import (
@@ -31,7 +32,6 @@ from convaudit.analysis.totals import (
 )
 from convaudit.documents.records import Analysis, ConvLayer
 from convaudit.errors import ConvauditError
-from convaudit.latency.measure import measure
 from convaudit.options import AnalysisOptions, options_from
 from convaudit.sources.inputs import flat_tensors, floating_dtype, normalize_inputs
 from convaudit.sources.locations import definition_of, parameter_definition
@@ -47,6 +47,7 @@ def analyze(
     *,
     input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
     options: AnalysisOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
     **keywords: Any,
 ) -> Analysis:
     """Analyse every conv of ``model`` at the given inputs, without running any real convolution.
@@ -70,14 +71,18 @@ def analyze(
             ``graph`` build the graph view (default on);
             ``separability`` read candidate weights for the energy each separable form keeps (an SVD per
             channel: off by default so analysis stays at about one forward's time; the CLI turns it on);
-            ``timing`` time every candidate and its depthwise→pointwise form on this device (real compute on
-            fresh layers of the same configuration; the model itself is not run);
+            ``timing`` measure every candidate and its separable forms on this device (real compute on
+            fresh layers of the same configuration, interleaved until the time ratios are known within ±10%
+            or ``timing_seconds`` per layer; in ``memory_format``; the model itself is not run); without it
+            every candidate still gets predicted times (``latency_profile``, else the calibrated profile,
+            else the built-in "uncalibrated" one) and a ``recommendation``;
             ``source`` how the model was named by the user (shown in reports);
             ``trace_path`` use only this path, "fx", "hooks" or "real" (None: fx, falling back to the model's
             forward under fake tensors, then for real; the report's ``trace_note`` says why);
             ``real_run_max_bytes`` what a real forward may need (estimated first, then held at once): 4 GiB.
     Returns:
         An :class:`~convaudit.records.Analysis`; ``to_dict()`` is the JSON document.
+        ``progress(done, total)`` is called after each layer measured (``timing``).
     """
     opts = options_from(AnalysisOptions, options, keywords, "analyze")
     check_model(model)
@@ -86,7 +91,7 @@ def analyze(
     # NB: a full GC over torch's heap costs more than analysing 2000 convs, hence no cyclic GC meanwhile.
     try:
         with _no_cyclic_gc(), untouched(model), in_mode(model, opts.train_mode):
-            analysis = _analyze(model, example_inputs, example_kwargs, input_shape, opts)
+            analysis = _analyze(model, example_inputs, example_kwargs, input_shape, opts, progress)
     except ConvauditError as exc:
         if opts.train_mode and "more than 1 value per channel" in str(exc):  # torch's batch-statistics check
             hinted = type(exc)(f"{exc}; in train mode BatchNorm needs a batch > 1: give one, or drop --train-mode")
@@ -114,6 +119,7 @@ def _analyze(
     example_kwargs: Mapping[str, Any] | None,
     input_shape: Any,
     options: AnalysisOptions,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     args, kwargs = normalize_inputs(example_inputs, example_kwargs, input_shape, floating_dtype(model))
     seen = see(model, args, kwargs, options)  # fx, else the forward under fake tensors, else for real
@@ -133,6 +139,7 @@ def _analyze(
         missing = list(dict.fromkeys(uncosted(extra_aten, "forward")))
     params = sum(p.numel() for p in model.parameters())
     totals = model_totals(params, total_macs, layers)
+    layers, measurement, timing, profile = with_latency(layers, options, progress)  # predicted; measured if asked
     view = _graph(traced.graph, calls, costs, layers) if options.graph and traced is not None else None
     checked = None
     if options.cross_check:
@@ -153,10 +160,11 @@ def _analyze(
         totals=totals,
         cross_check=checked,
         graph=view,
-        environment=environment(),
+        environment=environment() | {"latency profile": profile},
         warnings=tuple(warnings),
         uncalled_convs=uncalled,
-        timing=measure(layers) if options.timing else None,
+        timing=timing,
+        measurement=measurement,
     )
 
 

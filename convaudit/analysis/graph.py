@@ -32,13 +32,14 @@ def graph_view(g: nx.DiGraph) -> GraphView:
     truncated = g.number_of_nodes() > MAX_DRAWN_NODES
     if truncated:
         keep = [n for n, d in g.nodes(data=True) if d["conv"] or d["op"] in ("placeholder", "output")]
-        g = _contract(g, set(keep))
+        g = _contract(g, keep)
+    order = list(nx.topological_sort(g))
     depth: dict[str, int] = {}
-    for node in nx.topological_sort(g):
+    for node in order:
         depth[node] = max((depth[p] + 1 for p in g.predecessors(node)), default=0)
     lanes: dict[int, int] = {}
     nodes = []
-    for node in nx.topological_sort(g):
+    for node in order:
         d = g.nodes[node]
         lane = lanes.get(depth[node], 0)
         lanes[depth[node]] = lane + 1
@@ -50,8 +51,12 @@ def graph_view(g: nx.DiGraph) -> GraphView:
     return GraphView(nodes=tuple(nodes), edges=tuple((a, b) for a, b in g.edges), truncated=truncated)
 
 
-def _contract(g: nx.DiGraph, keep: set[str]) -> nx.DiGraph:
-    """A graph on ``keep`` with an edge wherever a path of dropped nodes joined two kept ones."""
+def _contract(g: nx.DiGraph, keep: list[str]) -> nx.DiGraph:
+    """A graph on ``keep`` with an edge wherever a path of dropped nodes joined two kept ones.
+
+    Nodes and edges come in the order of ``keep`` (graph order), so the same model gives the same view.
+    """
+    kept = set(keep)
     out = nx.DiGraph()
     out.add_nodes_from((n, g.nodes[n]) for n in keep)
     for n in keep:
@@ -61,7 +66,7 @@ def _contract(g: nx.DiGraph, keep: set[str]) -> nx.DiGraph:
             if s in seen:
                 continue
             seen.add(s)
-            if s in keep:
+            if s in kept:
                 out.add_edge(n, s)
             else:
                 stack.extend(g.successors(s))

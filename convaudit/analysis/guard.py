@@ -12,6 +12,7 @@ training flag back after: the one definition analysis and conversion share.
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -26,23 +27,28 @@ __all__ = ["eval_mode", "in_mode", "untouched"]
 class _ModuleState:
     module: nn.Module
     attributes: dict[str, Any]  #: the module's __dict__ (shallow)
-    tables: dict[str, Any]  #: copies of its dict/set attributes (_parameters, _buffers, _modules, hooks, ...)
+    tables: dict[str, Any]  #: copies of its dict/set attributes (_parameters, _buffers, hooks, ...), None if empty
 
 
 def _tables(module: nn.Module) -> dict[str, Any]:
-    return {k: v.copy() for k, v in vars(module).items() if isinstance(v, (dict, set))}
+    """Copies of the module's dict/set attributes; None for an empty one (most hook tables): it must stay empty."""
+    return {k: (v.copy() if v else None) for k, v in vars(module).items() if isinstance(v, (dict, set))}
 
 
 def _restore(state: _ModuleState) -> None:
     now = vars(state.module)
-    for key in [k for k in now if k not in state.attributes]:
-        del now[key]
-    for key, value in state.attributes.items():
-        if now.get(key, _MISSING) is not value:
-            now[key] = value
+    if not _same(now, state.attributes):  # most modules come back as they were: one check in C
+        for key in [k for k in now if k not in state.attributes]:
+            del now[key]
+        for key, value in state.attributes.items():
+            if now.get(key, _MISSING) is not value:
+                now[key] = value
     for key, saved in state.tables.items():
         table = now[key]
-        if not _same(table, saved):  # put the contents back into the same object: others may hold a reference
+        if saved is None:
+            if table:
+                table.clear()
+        elif not _same(table, saved):  # put the contents back into the same object: others may hold a reference
             table.clear()
             table.update(saved)
 
@@ -50,9 +56,9 @@ def _restore(state: _ModuleState) -> None:
 def _same(a: Any, b: Any) -> bool:
     """Same keys in the same order holding the same objects (identity: tensors have no plain ``==``)."""
     if isinstance(a, dict):
-        return len(a) == len(b) and all(
-            k1 == k2 and v1 is v2 for (k1, v1), (k2, v2) in zip(a.items(), b.items(), strict=True)
-        )
+        if not a:  # most tables (hooks) are empty
+            return not b
+        return len(a) == len(b) and list(a) == list(b) and all(map(operator.is_, a.values(), b.values()))
     return a == b
 
 
@@ -64,7 +70,8 @@ def untouched(model: nn.Module) -> Iterator[None]:
     """Run a block that executes ``model``'s code; afterwards its modules and buffer values are as before."""
     modules = list(model.modules())
     states = [_ModuleState(m, dict(vars(m)), _tables(m)) for m in modules]
-    buffers = [(b, b.detach().clone()) for m in modules for b in m._buffers.values() if _readable(b)]
+    with torch.no_grad():  # clone() under no_grad is detach().clone() at one dispatch
+        buffers = [(b, b.clone()) for m in modules for b in m._buffers.values() if _readable(b)]
     try:
         yield
     finally:
@@ -89,7 +96,8 @@ def in_mode(model: nn.Module, training: bool = False) -> Iterator[None]:
         yield
     finally:
         for m, mode in modes:
-            m.training = mode
+            if m.training is not mode:  # NB: Module.__setattr__ costs a microsecond; most flags are unchanged
+                m.training = mode
 
 
 def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:

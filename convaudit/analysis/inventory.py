@@ -103,7 +103,7 @@ def build_layer(
     name: str, spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], dtype: torch.dtype, source: str | None
 ) -> ConvLayer:
     """One ConvLayer from a spec and its calls (input shape, output shape, MACs of each call)."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     kind = conv_kind(spec)
     macs = sum(c[2] for c in calls)
     moved = sum(conv_bytes(i, o, spec.params, itemsize) for i, o, _ in calls)

@@ -8,9 +8,11 @@ graph view and functional convs a rewrite can reach. It is not used, and the rep
 - shapes do not propagate through the trace: the trace may take another branch than the forward (monai's
   BasicUNet tests ``torch.jit.isinstance``, which a proxy fails, and drops its skip connections);
 - the trace leaves conv modules uncalled and the model's own forward calls conv modules otherwise (which
-  ones, how often). NB: only then is that forward run (it costs about what the fx analysis costs); a
-  branch that calls the same convs as often with agreeing shapes goes unseen (``trace_path="hooks"``
-  forces the forward).
+  ones, how often). Only then is that forward run: first on meta tensors, counting nothing but conv
+  module calls (:mod:`convaudit.analysis.census`, a fraction of a trace's cost); only when that cannot
+  run, or disagrees with the trace, under fake tensors with the full recorder, whose counts decide.
+  NB: a branch that calls the same convs as often with agreeing shapes goes unseen
+  (``trace_path="hooks"`` forces the forward).
 
 The hook path runs the forward under fake tensors. When it meets code that reads tensor values
 (``.item()``, ``if x.mean() > 0:``, ``nonzero``, an op without a fake kernel), the real path runs it for
@@ -32,6 +34,7 @@ import torch.nn as nn
 from torch.utils._pytree import tree_leaves, tree_map
 
 from convaudit.analysis.adapters import is_conv_module
+from convaudit.analysis.census import conv_census
 from convaudit.analysis.forward import (
     ForwardFailed,
     ForwardRun,
@@ -91,12 +94,12 @@ def see(model: nn.Module, args: tuple, kwargs: Mapping[str, Any], options: Analy
 def _quiet(name: str) -> Iterator[None]:
     """Silence a logger for the block: a failure is reported once, as our one line, not as its traceback too."""
     logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    disabled = logger.disabled  # NB: not setLevel, which clears every logger's cache (twice per analysis)
+    logger.disabled = True
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.disabled = disabled
 
 
 def _see(model: nn.Module, args: tuple, kwargs: Mapping[str, Any], options: AnalysisOptions) -> Seen:
@@ -153,7 +156,10 @@ def _fx(
     fx = Seen(TracePath.FX, calls, None, traced, None)
     if forced or not any(is_conv_module(m) and n not in traced_counts for n, m in model.named_modules()):
         return fx, None
-    try:  # some conv is never called in the trace: does the forward agree?
+    census = conv_census(model, args, kwargs)  # some conv is never called in the trace: does the forward agree?
+    if census == traced_counts:  # NB: Counters compare missing names as zero
+        return fx, None
+    try:  # it cannot tell, or says otherwise: the fake forward decides
         run = run_fake(model, args, kwargs, ctx)
     except ForwardFailed:
         return fx, None  # NB: the forward cannot tell; the trace ran through, so keep it

@@ -22,10 +22,13 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
+from convaudit.analysis.adapters import conv_adapter
 from convaudit.analysis.rules.aten import aten_is_zero_mac
 from convaudit.analysis.rules.costs import MAC_RULES, OpCall
+from convaudit.analysis.rules.direct import runs_directly
+from convaudit.analysis.rules.formulas import conv_macs
 from convaudit.analysis.rules.registry import MISSING
-from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
+from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch, result_dtype, rule_inputs
 from convaudit.analysis.tracing import Traced
 from convaudit.errors import ConvauditError, ShapeError, TraceError
 
@@ -38,6 +41,7 @@ __all__ = [
     "FakeContext",
     "ShapeMismatch",
     "aten_op",
+    "map_tensors",
     "propagate_fx",
 ]
 
@@ -77,13 +81,16 @@ class FakeContext:
 
     Meta tensors cost ~1 µs to make and fake ones ~50 µs, so cheap rules produce meta tensors; an op
     that must really run (under ``FakeTensorMode``) gets its meta arguments realised as fake tensors
-    on the model's device first.
+    on the model's device first. The model's own tensors (get_attr nodes) enter as meta stand-ins
+    too, realised from the tensor itself (``from_tensor``) only when an op must run on them.
     """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.mode = FakeTensorMode(allow_non_fake_inputs=True)
         self.device = torch.device(device)
         self._realized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._sources: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  #: id(stand-in) → (stand-in, tensor)
+        self._stand_ins: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  #: id(tensor) → (tensor, stand-in)
 
     def to_fake(self, value: Any) -> Any:
         """Real tensors (nested) to fake tensors; meta tensors stay meta (nothing is allocated)."""
@@ -93,11 +100,28 @@ class FakeContext:
                 return t
             return self.mode.from_tensor(t)
 
-        return tree_map(convert, value)
+        return map_tensors(convert, value)
+
+    def stand_in(self, value: Any) -> Any:
+        """A model tensor (a get_attr value) as a meta tensor of its size, strides and dtype, made fake
+        (as :meth:`to_fake` makes it) only when an op runs on it; other values as :meth:`to_fake` gives them."""
+        if type(value) not in (torch.Tensor, nn.Parameter) or value.is_meta:
+            return self.to_fake(value)
+        hit = self._stand_ins.get(id(value))
+        if hit is None or hit[0] is not value:
+            meta = torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device="meta")
+            hit = (value, meta)
+            self._stand_ins[id(value)] = hit
+            self._sources[id(meta)] = (meta, value)
+        return hit[1]
 
     def meta(self, shape: Shape, dtype: torch.dtype) -> torch.Tensor:
-        """A meta tensor of the given shape: a cheap rule's output."""
-        return torch.empty(shape, dtype=dtype, device="meta")
+        """A (contiguous) meta tensor of the given shape: a cheap rule's output."""
+        strides, step = [], 1
+        for size in reversed(shape):
+            strides.append(step)
+            step *= max(size, 1)
+        return torch.empty_strided(shape, strides[::-1], dtype=dtype, device="meta")
 
     def realize(self, value: Any) -> Any:
         """Meta tensors (nested) to fake tensors on the model's device, each once."""
@@ -107,16 +131,35 @@ class FakeContext:
                 return t
             hit = self._realized.get(id(t))
             if hit is None or hit[0] is not t:
-                hit = (t, self.empty(tuple(t.shape), t.dtype))
+                source = self._sources.get(id(t))
+                if source is not None and source[0] is t:
+                    hit = (t, self.mode.from_tensor(source[1]))
+                else:  # its strides too: a view of a permuted tensor must fail as it would for real
+                    with self.mode:
+                        hit = (t, torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=self.device))
                 self._realized[id(t)] = hit
             return hit[1]
 
-        return tree_map(convert, value)
+        return map_tensors(convert, value)
 
     def empty(self, shape: Shape, dtype: torch.dtype) -> torch.Tensor:
         """A fake tensor of the given shape on the model's device (no storage)."""
         with self.mode:
             return torch.empty(shape, dtype=dtype, device=self.device)
+
+
+def map_tensors(fn: Any, value: Any) -> Any:
+    """``tree_map(fn, value)`` for the tensors in it: plain tuples, lists and dicts walked directly (fast)."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return kind(map_tensors(fn, v) for v in value)
+    if kind is dict:
+        return {k: map_tensors(fn, v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list, dict)):  # namedtuples, OrderedDicts, ...: pytree's own rules
+        return tree_map(lambda t: fn(t) if isinstance(t, torch.Tensor) else t, value)
+    return value
 
 
 def aten_op(func: Any, args: tuple, kwargs: dict, out: Any) -> AtenOp | None:
@@ -157,6 +200,7 @@ def propagate_fx(
 ) -> list[Call]:
     """Run the graph on fake inputs; return every call node with its inputs and output."""
     env: dict[torch.fx.Node, Any] = {}
+    rules = _Rules(shape_rules)
     bound = _bind_placeholders(traced, args, kwargs)
     calls: list[Call] = []
     for node in traced.graph.nodes:
@@ -164,19 +208,17 @@ def propagate_fx(
             env[node] = bound[node.target] if node.target in bound else _placeholder_default(node)
             continue
         if node.op == "get_attr":
-            env[node] = ctx.to_fake(traced.attr(node.target))
+            env[node] = ctx.stand_in(traced.attr(node.target))
             continue
         if node.op == "output":
             break
-        # NB: map_arg returns fx's immutable containers; wrapped functions may edit their list args in place
-        a = _mutable(torch.fx.node.map_arg(node.args, env.__getitem__))
-        kw = _mutable(torch.fx.node.map_arg(node.kwargs, env.__getitem__))
+        a, kw = _load(node.args, env), _load(node.kwargs, env)
         target = traced.attr(node.target) if node.op == "call_module" else node.target
         owner = _owner(node)
         name = node.target if node.op == "call_module" else node.name
-        call = Call(name, node.op, target, tuple(a), dict(kw), None, owner, node_name=node.name)
+        call = Call(name, node.op, target, a, kw, None, owner, node_name=node.name)
         try:
-            call.out = _run(call, node, traced, ctx, shape_rules)
+            call.out = _run(call, node, ctx, rules)
         except ConvauditError as exc:
             exc.module = name if node.op == "call_module" else owner  # where execution stopped
             raise
@@ -190,40 +232,72 @@ def propagate_fx(
     return calls
 
 
-def _mutable(value: Any) -> Any:
-    """fx immutable_list/immutable_dict → plain list/dict, recursively (tuples stay tuples)."""
-    if isinstance(value, tuple):
-        return tuple(_mutable(v) for v in value)
+def _load(value: Any, env: dict[torch.fx.Node, Any]) -> Any:
+    """A node's arguments with every node replaced by its value (``torch.fx.node.map_arg``), as plain tuples,
+    lists and dicts: fx's immutable containers would stop wrapped functions that edit their list args."""
+    kind = type(value)
+    if kind is torch.fx.Node:
+        return env[value]
+    if isinstance(value, tuple):  # namedtuples and torch.Size too, as map_arg then tuple() gave them
+        return tuple(_load(v, env) for v in value)
     if isinstance(value, list):
-        return [_mutable(v) for v in value]
+        return [_load(v, env) for v in value]
     if isinstance(value, dict):
-        return {k: _mutable(v) for k, v in value.items()}
+        return {k: _load(v, env) for k, v in value.items()}
+    if kind is slice:
+        return slice(_load(value.start, env), _load(value.stop, env), _load(value.step, env))
     return value
 
 
-def _run(call: Call, node: torch.fx.Node, traced: Traced, ctx: FakeContext, overrides: Mapping[Any, Any] | None) -> Any:
-    """Output of one call: a cheap rule when one applies, else the op itself under fake tensors."""
-    rule = SHAPE_RULES.lookup(call.target, overrides)
-    first = call.args[0] if call.args else None
-    if rule is not None and isinstance(first, torch.Tensor):
+class _Rules:
+    """:data:`SHAPE_RULES` lookups of one propagation, by module type or target, each once."""
+
+    def __init__(self, overrides: Mapping[Any, Any] | None) -> None:
+        self.overrides = overrides
+        self.found: dict[Any, Any] = {}
+
+    def lookup_or_missing(self, target: Any) -> Any:
+        key = type(target) if isinstance(target, nn.Module) else target
         try:
-            shape = rule(call.target, call.args, call.kwargs)
-            return ctx.meta(shape, _result_dtype(call.args))
-        except NoRule:
-            pass
-        except ShapeMismatch as exc:
-            raise ShapeError(_where(call, node) + str(exc)) from exc
+            return self.found[key]
+        except KeyError:
+            found = self.found[key] = SHAPE_RULES.lookup_or_missing(target, self.overrides)
+            return found
+        except TypeError:  # an unhashable target
+            return SHAPE_RULES.lookup_or_missing(target, self.overrides)
+
+
+def _run(call: Call, node: torch.fx.Node, ctx: FakeContext, rules: _Rules) -> Any:
+    """Output of one call: a cheap rule when one applies, else the op itself under fake tensors.
+
+    Calls that compute on no tensor (``x.shape``, ``operator.eq`` on sizes, ``torch._assert``, picking an
+    output out of a tuple) run as they are: under fake tensors they record no aten op either.
+    """
+    found = rules.lookup_or_missing(call.target)
+    rule = None if found is MISSING else found  # an override of None: no cheap rule, on purpose
+    if found is MISSING and call.node_op == "call_module":
+        out = _one_conv(call, ctx)
+        if out is not None:
+            return out
+    if rule is not None:
+        tensors = rule_inputs(call.node_op, call.target, call.args)
+        if tensors:
+            try:
+                shape = rule(call.target, call.args, call.kwargs)
+                return ctx.meta(shape, result_dtype(tensors))
+            except NoRule:
+                pass
+            except ShapeMismatch as exc:
+                raise ShapeError(_where(call, node) + str(exc)) from exc
+    direct = runs_directly(call.node_op, call.target, call.args, call.kwargs)
     recorder = AtenRecorder()
-    args, kwargs = ctx.realize(call.args), ctx.realize(call.kwargs)
     try:
-        with ctx.mode, recorder:
-            if call.node_op == "call_module":
-                out = _call_module_fake(call.target, args, kwargs, ctx)
-            elif call.node_op == "call_method":
-                self_obj, *rest = args
-                out = getattr(self_obj, call.target)(*rest, **kwargs)
-            else:
-                out = call.target(*args, **kwargs)
+        if direct:
+            out = _execute(call, call.args, call.kwargs, ctx)
+        else:
+            args, kwargs = ctx.realize(call.args), ctx.realize(call.kwargs)
+            with ctx.mode, recorder:
+                out = _execute(call, args, kwargs, ctx)
     except ShapeError:
         raise
     except (RuntimeError, ValueError, IndexError) as exc:  # PyTorch's own shape checks raise these
@@ -235,6 +309,34 @@ def _run(call: Call, node: torch.fx.Node, traced: Traced, ctx: FakeContext, over
         ) from exc
     call.aten = recorder.ops
     return out
+
+
+def _one_conv(call: Call, ctx: FakeContext) -> torch.Tensor | None:
+    """A conv-like module whose adapter says its forward is one conv (timm's Conv2dSame, StdConv2d): its
+    output and the convolution its forward records, from the adapter's effective padding; None to run it."""
+    m, x = call.target, call.args[0] if len(call.args) == 1 and not call.kwargs else None
+    adapter = conv_adapter(m)
+    weight = getattr(m, "weight", None)
+    if adapter is None or not adapter.forward_is_one_conv or not isinstance(x, torch.Tensor):
+        return None
+    if not isinstance(weight, torch.Tensor) or x.dtype != weight.dtype:
+        return None
+    shapes = adapter.conv_shapes(m, tuple(x.shape))
+    if shapes is None:
+        return None
+    padded, out = shapes
+    macs = conv_macs(out, padded, m.in_channels, m.out_channels, m.groups, m.kernel_size, False)
+    call.aten = [AtenOp("aten.convolution", macs, True)]
+    return ctx.meta(out, x.dtype)
+
+
+def _execute(call: Call, args: tuple, kwargs: dict, ctx: FakeContext) -> Any:
+    if call.node_op == "call_module":
+        return _call_module_fake(call.target, args, kwargs, ctx)
+    if call.node_op == "call_method":
+        self_obj, *rest = args
+        return getattr(self_obj, call.target)(*rest, **kwargs)
+    return call.target(*args, **kwargs)
 
 
 def _leaf_hint(call: Call, node: torch.fx.Node) -> str:
@@ -261,14 +363,6 @@ def _named_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(k, v) for k, v in named if v is not None]
 
 
-def _result_dtype(args: tuple) -> torch.dtype:
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    dtype = tensors[0].dtype
-    for t in tensors[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    return dtype
-
-
 def _where(call: Call, node: torch.fx.Node | None) -> str:
     kind = (
         type(call.target).__name__
@@ -284,7 +378,7 @@ def _owner(node: torch.fx.Node) -> str:
     stack = node.meta.get("nn_module_stack")
     if not stack:
         return ""
-    last = list(stack.values())[-1]
+    last = next(reversed(stack.values()))
     return last[0] if isinstance(last, tuple) else str(last)
 
 

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from convaudit import __version__
-from convaudit.cli import convert, report
+from convaudit.cli import calibrate, convert, report
 from convaudit.cli.channel import data_channel
 from convaudit.cli.shared import Command
 from convaudit.errors import EXIT_FAILURE, ConvauditError
@@ -23,7 +23,7 @@ from convaudit.outputs.files import Terminated, signals_as_exceptions
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS: tuple[Command, ...] = (report.COMMAND, convert.COMMAND)
+COMMANDS: tuple[Command, ...] = (report.COMMAND, convert.COMMAND, calibrate.COMMAND)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

@@ -34,8 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_options(parser, "convert")
     add_analysis_options(parser)
     add_common_options(parser, "output directory (default: converted)", output_default="converted")
-    parser.add_argument("--rank", help="channel multiplier m for every chosen layer, or 'full' (exact); default 1")
-    parser.add_argument("--order", default=str(Order.DW_PW), choices=[str(o) for o in Order], help="default dw_pw")
+    parser.add_argument(
+        "--rank", help="channel multiplier m for every chosen layer, or 'full' (exact); default: as recommended"
+    )
+    parser.add_argument(
+        "--order", choices=[str(o) for o in Order], help="default dw_pw (with --rank etc.), else as recommended"
+    )
     parser.add_argument("--init", default=str(Init.SVD), choices=[str(i) for i in Init], help="default svd")
     parser.add_argument(
         "--style", choices=[str(s) for s in Style], help="BN+ReLU between the parts (with --init random only)"
@@ -61,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--select",
         choices=[str(s) for s in Select],
-        help="under --target-macs, choose layers and m by weight energy (default) or by their effect on the output",
+        help="recommended (the default when no --rank/--energy/--target-macs/--order/--max-output-error is given): "
+        "each layer as the report recommends, by predicted time and weight energy; energy or sensitivity: "
+        "under --target-macs, by weight energy (the default there) or by their effect on the output",
     )
     parser.add_argument(
         "--max-output-error",
@@ -95,10 +101,15 @@ def _add_recovery_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_of(args: argparse.Namespace) -> ConversionOptions:
-    """The ConversionOptions the command line asks for (validated by ConversionOptions itself)."""
+    """The ConversionOptions the command line asks for (validated by ConversionOptions itself).
+
+    With no choice of layers or m given, the recommended set (the Python API's default stays rank 1).
+    """
+    chosen = (args.rank, args.order, args.energy, args.target_macs, args.select, args.max_output_error)
+    select = args.select if any(v is not None for v in chosen) else Select.RECOMMENDED
     return ConversionOptions(
         rank=args.rank or None,
-        order=args.order,
+        order=args.order or Order.DW_PW,
         init=args.init,
         sequential=args.sequential,
         recalibrate_bn=args.recalibrate_bn,
@@ -110,7 +121,7 @@ def options_of(args: argparse.Namespace) -> ConversionOptions:
         target_macs=args.target_macs,
         exact=args.exact,
         train_mode=args.train_mode,
-        select=args.select,
+        select=select,
         max_output_error=args.max_output_error,
         recover=args.recover,
         recover_steps=args.recover_steps,

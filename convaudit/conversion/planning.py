@@ -15,7 +15,7 @@ from convaudit.analysis.rules.formulas import dw_pw_cost, exact_multiplier, pw_d
 from convaudit.documents.records import Analysis, ConvLayer
 from convaudit.errors import UsageError
 from convaudit.options import ConversionOptions, options_from
-from convaudit.vocab import LAYER_ORDERS, Order, TracePath
+from convaudit.vocab import LAYER_ORDERS, Order, Select, TracePath
 
 __all__ = [
     "Choice",
@@ -87,11 +87,14 @@ def plan_conversion(analysis: Analysis, options: ConversionOptions | None = None
     ``include``/``exclude`` (qualified-name globs; a glob that matches no conv is an error), ``min_savings``
     (skip layers whose predicted MAC saving is below this share of their MACs), ``energy`` (per layer, the
     smallest m keeping this share of the weight energy), ``target_macs`` (whole-model MAC budget as a share of
-    today's MACs; layers and m are chosen greedily to meet it with the least weight energy lost).
+    today's MACs; layers and m are chosen greedily to meet it with the least weight energy lost), ``select``
+    "recommended" (each layer's ``recommendation`` from the analysis: convert at its order and m, or keep).
     """
     opts = options_from(ConversionOptions, options, keywords, "plan_conversion")
     pool, skipped = candidate_pool(analysis, opts)
-    if opts.target_macs is not None:
+    if opts.select is Select.RECOMMENDED:
+        choices, notes = _recommended(pool, opts.min_savings, skipped), list[str]()
+    elif opts.target_macs is not None:
         choices, notes = _meet_budget(analysis, pool, opts.order, opts.target_macs, skipped)
     else:
         choices, notes = [], []
@@ -102,6 +105,23 @@ def plan_conversion(analysis: Analysis, options: ConversionOptions | None = None
             else:
                 choices.append(choice)
     return assemble_plan(analysis, choices, skipped, notes)
+
+
+def _recommended(pool: list[ConvLayer], min_savings: float, skipped: list[tuple[str, str]]) -> list[Choice]:
+    """The choices the analysis recommends; every layer it recommends keeping is skipped with its reason."""
+    choices = []
+    for layer in pool:
+        rec = layer.recommendation
+        if rec is None or rec.action != "convert" or rec.order is None or rec.m is None:
+            skipped.append((layer.name, f"recommended to keep: {rec.reason}" if rec else "no recommendation"))
+            continue
+        choice = make_choice(layer, rec.order, rec.m)
+        saving = 1 - choice.macs_after / layer.macs if layer.macs else 0.0
+        if saving < min_savings:
+            skipped.append((layer.name, f"saves {saving:.0%} of its MACs, below --min-savings {min_savings:.0%}"))
+        else:
+            choices.append(choice)
+    return choices
 
 
 def candidate_pool(analysis: Analysis, options: ConversionOptions) -> tuple[list[ConvLayer], list[tuple[str, str]]]:

@@ -11,6 +11,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from convaudit.documents.latency import (
+    EndToEnd,
+    LayerLatency,
+    LayerTiming,
+    Measurement,
+    Recommendation,
+    Spread,
+    Timing,
+    end_to_end_from_dict,
+    end_to_end_to_dict,
+    latency_from_dict,
+    timing_from_dict,
+)
 from convaudit.vocab import Mode, WeightsOrigin
 
 __all__ = [
@@ -21,21 +34,26 @@ __all__ = [
     "ConversionReport",
     "ConvertedLayer",
     "CrossCheck",
+    "EndToEnd",
     "Fidelity",
     "GraphNode",
     "GraphView",
+    "LayerLatency",
     "LayerTiming",
+    "Measurement",
     "OpSummary",
+    "Recommendation",
     "RecoveryStage",
     "Separability",
     "Separable",
     "SeparableCost",
+    "Spread",
     "Timing",
     "Totals",
 ]
 
 #: Bumped on any change a JSON consumer could notice: major for removals/renames, minor for additions.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 #: The mode a schema 1.0 document stands for: it has no ``mode``, the model ran in whatever mode it was in.
 MODE_AS_FOUND = "as found"
@@ -116,6 +134,8 @@ class ConvLayer:
     separability: Separability | None = None  #: from the weights, for candidates with real weights
     input_pixels: int = 0  #: N·∏input spatial, summed over calls (costs of any rewrite are linear in these)
     output_pixels: int = 0  #: N·∏output spatial, summed over calls
+    latency: LayerLatency | None = None  #: predicted (and with --measure measured) times, for candidates (1.3)
+    recommendation: Recommendation | None = None  #: convert (order, m) or keep, with the reason, for candidates (1.3)
 
 
 @dataclass(frozen=True)
@@ -160,28 +180,6 @@ class CrossCheck:
     unsupported_ops: dict[str, int] = field(default_factory=dict)  #: ops fvcore skipped, with counts
     seconds: float | None = None
     macs_same_ops: int | None = None  #: fvcore's count of the contraction ops our MACs cover
-
-
-@dataclass(frozen=True)
-class LayerTiming:
-    """Measured wall-clock time of one candidate conv and of its depthwise→pointwise (m = 1) replacement."""
-
-    name: str
-    seconds: float | None  #: the conv as it is, one call at its first call's shape (median)
-    seconds_dw_pw: float | None  #: the replacement at the same shape (median)
-    speedup_measured: float | None  #: seconds / seconds_dw_pw
-    speedup_predicted: float  #: MACs / MACs of the replacement: what FLOP counting promises
-    skipped: str | None = None  #: why nothing was measured
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How the layer times were measured."""
-
-    device: str
-    threads: int
-    repeats: int  #: timed calls per measurement (after warm-up); the median is reported
-    layers: tuple[LayerTiming, ...]
 
 
 @dataclass(frozen=True)
@@ -231,6 +229,8 @@ class Analysis:
     #: "as found" for a schema 1.0 document, analysed in whatever mode the model was in (since 1.1)
     mode: str = Mode.EVAL
     schema_version: str = SCHEMA_VERSION
+    measurement: Measurement | None = None  #: how --measure ran (threads, memory format, load) (1.3)
+    end_to_end: EndToEnd | None = None  #: the whole model before/after the recommended set, with --measure (1.3)
 
     @property
     def candidates(self) -> tuple[ConvLayer, ...]:
@@ -239,7 +239,9 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: plain dicts, lists, numbers and strings."""
-        return _plain(dataclasses.asdict(self))
+        doc = _plain(dataclasses.asdict(self))
+        doc["end_to_end"] = end_to_end_to_dict(self.end_to_end) if self.end_to_end else None
+        return doc
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Analysis:
@@ -268,11 +270,13 @@ class Analysis:
             environment=dict(data["environment"]),
             warnings=tuple(data.get("warnings", ())),
             uncalled_convs=tuple(data.get("uncalled_convs", ())),
-            timing=_timing_from_dict(data.get("timing")),
+            timing=timing_from_dict(data.get("timing")),
             weights=data.get("weights", WeightsOrigin.AS_GIVEN),
             weights_source=data.get("weights_source"),
             mode=data.get("mode", MODE_AS_FOUND),
             schema_version=data["schema_version"],
+            measurement=_measurement_from_dict(data.get("measurement")),
+            end_to_end=end_to_end_from_dict(data.get("end_to_end")),
         )
 
 
@@ -291,13 +295,13 @@ def _layer_from_dict(d: dict[str, Any]) -> ConvLayer:
     energy = d.get("separability")
     if energy:
         d["separability"] = Separability(dw_pw=tuple(energy["dw_pw"]), pw_dw=tuple(energy["pw_dw"]))
+    d["latency"] = latency_from_dict(d.get("latency"))
+    d["recommendation"] = Recommendation(**d["recommendation"]) if d.get("recommendation") else None
     return ConvLayer(**d)
 
 
-def _timing_from_dict(d: dict[str, Any] | None) -> Timing | None:
-    if not d:
-        return None
-    return Timing(d["device"], d["threads"], d["repeats"], tuple(LayerTiming(**t) for t in d["layers"]))
+def _measurement_from_dict(d: dict[str, Any] | None) -> Measurement | None:
+    return Measurement(**(d | {"unreliable_reasons": tuple(d["unreliable_reasons"])})) if d else None
 
 
 def _plain(value: Any) -> Any:

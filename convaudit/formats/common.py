@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from convaudit.documents.records import Analysis, ConvLayer
+from convaudit.formats.latency import latency_lines
 from convaudit.vocab import Mode, WeightsOrigin
 
 __all__ = [
@@ -199,7 +200,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
             f"not costed ({len(analysis.uncosted_ops)}): {', '.join(analysis.uncosted_ops[:8])}"
             + (" …" if len(analysis.uncosted_ops) > 8 else "")
         )
-    lines.extend(timing_lines(analysis))
+    lines.extend(latency_lines(analysis) or timing_lines(analysis))  # the 1.2 timing headline for 1.2 documents
     if analysis.uncalled_convs:
         lines.append(
             f"never called at these inputs ({len(analysis.uncalled_convs)}): {', '.join(analysis.uncalled_convs[:8])}"

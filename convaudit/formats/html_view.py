@@ -23,6 +23,7 @@ from convaudit.formats.common import (
     timing_lines,
     weights_text,
 )
+from convaudit.formats.html_latency import latency_view
 from convaudit.formats.html_table import GROUPS, columns, layer_row, op_row
 from convaudit.formats.templating import script_json
 
@@ -63,7 +64,8 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "chart": _chart(layers) if layers else None,
         "graph": _graph_meta(analysis),
         "ops": [op_row(op) for op in analysis.ops],
-        "timing": _timing(analysis),
+        "latency": latency_view(analysis),
+        "timing": _timing(analysis) if analysis.measurement is None else None,  # the 1.2 section, 1.2 documents
         "environment": sorted(analysis.environment.items()),
         "schema_version": analysis.schema_version,
         "data_json": script_json(_graph_data(analysis)),

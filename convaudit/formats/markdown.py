@@ -24,6 +24,7 @@ from convaudit.formats.common import (
     weights_text,
     where,
 )
+from convaudit.formats.latency import latency_lines, latency_rows, profile_text
 from convaudit.formats.signature import markdown_signature
 
 __all__ = ["md", "md_code", "render_markdown"]
@@ -61,7 +62,7 @@ def render_markdown(analysis: Analysis) -> str:
         lines += ["", f"> **Trace:** {md(a.trace_note)}"]
     lines += ["", *_headline(a)]
     if a.layers:
-        lines += ["", *_top(a), *_skipped(a)]
+        lines += ["", *_top(a), *_recommendations(a), *_skipped(a)]
     lines += ["", *_coverage(a)]
     if a.warnings:
         lines += [""] + [f"> **Warning:** {md(w)}" for w in a.warnings]
@@ -135,6 +136,32 @@ def _top_row(layer: ConvLayer, sep: Separable) -> str:
         f"| {count(layer.params)} → {count(sep.dw_pw.params)} "
         f"| {f'{layer.separability.dw_pw[0]:.0%}' if layer.separability and layer.separability.dw_pw else '—'} |"
     )
+
+
+def _recommendations(a: Analysis) -> list[str]:
+    """Per candidate: convert or keep, with MAC, bytes, predicted and measured time ratios and energy side by side."""
+    rows = latency_rows(a)
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"**Recommendations** — predicted times from the device profile ({md(profile_text(a))}):",
+        "",
+        "| layer | recommendation | form | MACs × | bytes × | predicted time × | measured time × | energy | reason |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows[:TOP]:
+        pred = f"{r.predicted_ratio:.2f}×" if r.predicted_ratio is not None else "—"
+        energy = f"{r.energy:.0%}" if r.energy is not None else "—"
+        measured = md(r.measured_text).replace(" unreliable", " **unreliable**")
+        lines.append(
+            f"| {md_code(r.name)} | {'**convert**' if r.action == 'convert' else 'keep'} | {md_code(r.form)} "
+            f"| {r.macs_ratio:.2f}× | {r.bytes_ratio:.2f}× | {pred} | {measured} | {energy} | {md(r.reason)} |"
+        )
+    if len(rows) > TOP:
+        lines.append(f"| … {len(rows) - TOP} more (see the HTML or JSON report) | | | | | | | | |")
+    lines += ["", *(f"- {md(line)}" for line in latency_lines(a))]
+    return lines
 
 
 def _location(source: str) -> str:

@@ -1,114 +1,338 @@
-"""Measured time: each candidate conv against its depthwise→pointwise replacement, on this device.
+"""Measured time: each candidate conv against its separable forms, and a model before and after conversion.
 
 Depthwise convs are memory-bound, so a MAC ratio is a promise, not a speed-up (PyTorch #1708,
-#18631; ShuffleNetV2's guidelines). This stage checks the promise: for every candidate it builds a
-conv with the layer's exact configuration and the m = 1 replacement, both with fresh weights (time
-does not depend on weight values, and the user's model is not touched), and times one call of each
-at the layer's first-call input shape: eval, no_grad, warm-up first, median of repeated calls, the
-thread count stated. Layers whose input would not fit a budget are skipped with the reason.
+#18631; ShuffleNetV2's guidelines). ``measure_layers`` checks the promise: for every candidate it
+builds stand-ins from the layer's configuration alone (the conv, its depthwise→pointwise and its
+pointwise→depthwise form at the given m, fresh weights: time does not depend on weight values, and
+the user's model is never run or touched) and times them against each other with ``timing.compare``
+at the layer's first-call input shape, in eval mode under no_grad, in the memory format asked for,
+the thread count stated. Layers whose tensors would not fit ``MAX_INPUT_BYTES`` are skipped with the
+reason. ``measure_end_to_end`` times two whole models the same way; ``measure`` is the 1.2 report's
+``Timing`` (original vs dw_pw only), kept for ``AnalysisOptions.timing``.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from convaudit.documents.records import ConvLayer, LayerTiming, Timing
+from convaudit.documents.latency import FORMS, LayerLatency, LayerTiming, Measurement, Spread, Timing
+from convaudit.documents.records import ConvLayer
+from convaudit.errors import UsageError
+from convaudit.latency.timing import MAX_LOAD_CORES, Clock, Comparison, LoadMeter, LoadProbe, PerfClock, compare
 
-__all__ = ["MAX_INPUT_BYTES", "measure"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "MEMORY_FORMATS",
+    "MeasuredLayers",
+    "measure",
+    "measure_end_to_end",
+    "measure_layers",
+    "stand_in_input",
+    "stand_ins",
+]
 
-#: Layers whose input tensor is larger than this are not timed (a real forward must allocate it).
+#: Layers with a tensor (input, intermediate or output) larger than this are not timed.
 MAX_INPUT_BYTES = 512 * 1024**2
+MEMORY_FORMATS = ("contiguous", "channels_last")
 
 # the class follows layer.dims, so its argument types (per-class tuple lengths, padding_mode) are checked at run time
 _CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+Progress = Callable[[int, int], None]
 
 
-def measure(layers: tuple[ConvLayer, ...] | list[ConvLayer], repeats: int = 10, device: str = "cpu") -> Timing:
-    """Time every candidate and its m = 1 depthwise→pointwise form."""
-    timed = [_one(layer, repeats, torch.device(device)) for layer in layers if layer.candidate and layer.separable]
-    return Timing(device=str(device), threads=torch.get_num_threads(), repeats=repeats, layers=tuple(timed))
+class MeasuredLayers(dict[str, LayerLatency]):
+    """``measure_layers``' result: layer name → LayerLatency for every layer timed, plus how the run went.
+
+    Attributes: ``measurement`` (threads, device, memory format, load, unreliable reasons),
+    ``skipped`` (name → why it was not timed; those names are not keys), ``comparisons`` (name →
+    the ``Comparison``, with its ratios and confidence intervals).
+    """
+
+    def __init__(
+        self,
+        layers: Mapping[str, LayerLatency],
+        measurement: Measurement,
+        skipped: Mapping[str, str],
+        comparisons: Mapping[str, Comparison],
+    ) -> None:
+        super().__init__(layers)
+        self.measurement, self.skipped, self.comparisons = measurement, dict(skipped), dict(comparisons)
+
+
+def measure_layers(
+    layers: Iterable[ConvLayer],
+    *,
+    memory_format: str = "contiguous",
+    device: str = "cpu",
+    max_seconds_per_layer: float = 2.0,
+    max_seconds: float | None = 120.0,
+    target_ci: float = 0.10,
+    multipliers: Mapping[str, int] | None = None,
+    forms: Sequence[str] = FORMS,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+    load_meter: Callable[[], LoadProbe] = LoadMeter,
+) -> MeasuredLayers:
+    """Time every candidate (``layer.separable`` set) as it is, as dw_pw and as pw_dw, interleaved.
+
+    Each candidate gets stand-ins built from its configuration (``stand_ins``), timed at its
+    first-call input shape by ``timing.compare`` (baseline ``original``) until the 95% CI of every
+    median time ratio is within ±``target_ci`` or ``max_seconds_per_layer``; the whole run is capped
+    by ``max_seconds`` (shared fairly among the layers still to time). ``LayerLatency`` carries the
+    per-call medians and IQRs keyed by form, ``reliable`` and the memory format used (1-d convs have
+    no channels_last: they are timed contiguous). ``predicted_seconds`` is left None for the caller.
+
+    Args:
+        layers: the analysis' ConvLayer records; non-candidates are ignored.
+        memory_format: "contiguous" or "channels_last" (stand-ins and input converted to it).
+        multipliers: layer name → channel multiplier m for both separable forms (default: the m of
+            ``layer.separable``'s costs, 1).
+        forms: which of ``FORMS`` to time (``original`` always is).
+        threads: torch threads for the run (restored after); default: as set.
+        progress: called as ``progress(done, total)`` after each layer.
+        clock, load_meter: injectable for tests.
+    """
+    if memory_format not in MEMORY_FORMATS:
+        raise UsageError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, not {memory_format!r}")
+    forms = ("original", *(f for f in FORMS if f in forms and f != "original"))
+    todo = [layer for layer in layers if layer.candidate and layer.separable]
+    clock = clock or PerfClock(device)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    run_meter = load_meter()
+    run_meter.start()
+    start, found, skipped, comparisons = clock.now(), {}, {}, {}
+    try:
+        for done, layer in enumerate(todo, 1):
+            left = math.inf if max_seconds is None else max_seconds - (clock.now() - start)
+            budget = min(max_seconds_per_layer, left / (len(todo) - done + 1))
+            m = (multipliers or {}).get(layer.name)
+            try:
+                if budget <= 0:
+                    raise _Skip(f"the whole-run cap of {max_seconds:g} s was used up")
+                comparison, used = _time_layer(
+                    layer, m, forms, memory_format, device, budget, target_ci, clock, load_meter
+                )
+            except _Skip as skip:
+                skipped[layer.name] = str(skip)
+            else:
+                comparisons[layer.name] = comparison
+                found[layer.name] = LayerLatency(
+                    predicted_seconds=None,
+                    measured_seconds={f: comparison.spreads[f].median_seconds for f in forms},
+                    measured_spread={f: comparison.spreads[f].iqr_seconds for f in forms},
+                    reliable=comparison.reliable,
+                    memory_format=used,
+                )
+            if progress:
+                progress(done, len(todo))
+        run_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
+    cores = run_meter.stop()
+    reasons = [f"{name}: {reason}" for name, c in comparisons.items() for reason in c.reasons]
+    reasons += [f"{name}: not measured: {why}" for name, why in skipped.items()]
+    if cores is not None and cores > MAX_LOAD_CORES:
+        # with threads > 1 one descheduled thread stalls every parallel op for a scheduler slice
+        hint = f"; with {run_threads} threads, times are more repeatable with 1" if run_threads > 1 else ""
+        reasons.insert(0, f"other processes used {cores:.1f} CPU cores during the run{hint}")
+    measurement = Measurement(run_threads, str(device), memory_format, cores, tuple(reasons))
+    return MeasuredLayers(found, measurement, skipped, comparisons)
+
+
+class _Skip(Exception):
+    """A layer not timed, with the reason."""
 
 
 @torch.no_grad()
-def _one(layer: ConvLayer, repeats: int, device: torch.device) -> LayerTiming:
-    predicted = layer.macs / layer.separable.dw_pw.macs if layer.separable and layer.separable.dw_pw.macs else 0.0
+def _time_layer(
+    layer: ConvLayer,
+    m: int | None,
+    forms: Sequence[str],
+    memory_format: str,
+    device: str,
+    budget: float,
+    target_ci: float,
+    clock: Clock,
+    load_meter: Callable[[], LoadProbe],
+) -> tuple[Comparison, str]:
+    """(the comparison of ``layer``'s stand-ins, the memory format used); raises _Skip with the reason."""
     dtype = getattr(torch, layer.dtype, torch.float32)
-    if math.prod(layer.input_shape) * torch.empty((), dtype=dtype).element_size() > MAX_INPUT_BYTES:
-        return LayerTiming(
-            layer.name, None, None, None, predicted, skipped=f"input larger than {MAX_INPUT_BYTES // 1024**2} MiB"
-        )
-    shape, padding = _padded(layer)
-    conv = _conv(layer, layer.out_channels, layer.groups, layer.bias, padding, device, dtype).eval()
-    replacement = _dw_pw_stand_in(layer, device, dtype, padding)
-    x = torch.randn(shape, device=device, dtype=dtype)
+    if not isinstance(dtype, torch.dtype):
+        dtype = torch.float32
+    too_big = _largest_tensor(layer, m, dtype)
+    if too_big:
+        raise _Skip(too_big)
+    used = memory_format if layer.dims in _CHANNELS_LAST else "contiguous"
     try:
-        seconds = _median_seconds(conv, x, repeats, device)
-        seconds_dw_pw = _median_seconds(replacement, x, repeats, device)
+        modules = stand_ins(layer, m=m, device=device, dtype=dtype, memory_format=used)
+        x = stand_in_input(layer, device=device, dtype=dtype, memory_format=used)
+        fns = {form: _call(modules[form], x) for form in forms}
+        return compare(
+            fns, baseline="original", target_ci=target_ci, max_seconds=budget, clock=clock, load=load_meter()
+        ), used
     except RuntimeError as exc:  # e.g. a dtype this device has no kernel for
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return LayerTiming(layer.name, None, None, None, predicted, skipped=f"could not run: {line[:120]}")
-    return LayerTiming(
-        layer.name, seconds, seconds_dw_pw, seconds / seconds_dw_pw if seconds_dw_pw else None, predicted
-    )
+        raise _Skip(f"could not run: {line[:120]}") from exc
+
+
+def _call(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    return lambda: module(x)
+
+
+def _largest_tensor(layer: ConvLayer, m: int | None, dtype: torch.dtype) -> str | None:
+    """Why the layer is too big to time (a tensor over ``MAX_INPUT_BYTES``), or None."""
+    sep = layer.separable
+    m_dw, m_pw = (m, m) if m else (sep.dw_pw.multiplier, sep.pw_dw.multiplier) if sep else (1, 1)
+    n, nd = _padded(layer)[0], layer.dims
+    batch = math.prod(n[: len(n) - nd - 1])
+    sizes = {
+        "input": math.prod(n),
+        "output": math.prod(layer.output_shape),
+        "dw_pw intermediate": batch * layer.in_channels * m_dw * math.prod(layer.output_shape[-nd:]),
+        "pw_dw intermediate": batch * layer.out_channels * m_pw * math.prod(n[-nd:]),
+    }
+    what, numel = max(sizes.items(), key=lambda kv: kv[1])
+    nbytes = numel * dtype.itemsize
+    if nbytes <= MAX_INPUT_BYTES:
+        return None
+    return f"its {what} of {nbytes / 1024**2:.0f} MiB exceeds the {MAX_INPUT_BYTES // 1024**2} MiB memory guard"
+
+
+def stand_ins(
+    layer: ConvLayer,
+    *,
+    m: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    memory_format: str = "contiguous",
+) -> dict[str, nn.Module]:
+    """Fresh, eval-mode modules for each of ``FORMS`` built from ``layer``'s configuration (never its weights).
+
+    ``original``: the conv (asymmetric padding moved into the input, see ``stand_in_input``);
+    ``dw_pw``: depthwise Cin→Cin·m (the conv's stride, padding, dilation, padding mode) then 1×1 Cin·m→Cout
+    (groups g, bias); ``pw_dw``: 1×1 Cin→Cout·m (groups g) at the input resolution, then depthwise
+    Cout·m→Cout (the conv's stride..., bias), as ``conversion.layers.SeparableConv`` builds them.
+    ``m`` defaults to the multipliers of ``layer.separable``'s costs (1).
+    """
+    sep = layer.separable
+    m_dw, m_pw = (m, m) if m else (sep.dw_pw.multiplier, sep.pw_dw.multiplier) if sep else (1, 1)
+    padding = _padded(layer)[1]
+    conv, f = _CONV[layer.dims], {"device": device, "dtype": dtype}
+    spatial = {
+        "stride": layer.stride,
+        "padding": padding,
+        "dilation": layer.dilation,
+        "padding_mode": layer.padding_mode,
+    }
+    cin, cout, k, g = layer.in_channels, layer.out_channels, layer.kernel_size, layer.groups
+    modules: dict[str, nn.Module] = {
+        "original": conv(cin, cout, k, groups=g, bias=layer.bias, **spatial, **f),
+        "dw_pw": nn.Sequential(
+            conv(cin, cin * m_dw, k, groups=cin, bias=False, **spatial, **f),
+            conv(cin * m_dw, cout, 1, groups=g, bias=layer.bias, **f),
+        ),
+        "pw_dw": nn.Sequential(
+            conv(cin, cout * m_pw, 1, groups=g, bias=False, **f),
+            conv(cout * m_pw, cout, k, groups=cout, bias=layer.bias, **spatial, **f),
+        ),
+    }
+    fmt = _CHANNELS_LAST.get(layer.dims) if memory_format == "channels_last" else None
+    return {name: (module.to(memory_format=fmt) if fmt else module).eval() for name, module in modules.items()}
+
+
+def stand_in_input(
+    layer: ConvLayer,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    memory_format: str = "contiguous",
+) -> torch.Tensor:
+    """A random input of ``layer``'s first-call shape (an asymmetric padding already applied), seeded."""
+    shape = _padded(layer)[0]
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
+    fmt = _CHANNELS_LAST.get(layer.dims) if memory_format == "channels_last" else None
+    return x.contiguous(memory_format=fmt) if fmt and x.dim() == layer.dims + 2 else x
 
 
 def _padded(layer: ConvLayer) -> tuple[tuple[int, ...], Any]:
     """(input shape, padding) to time: an asymmetric (before, after) padding is timed on the padded input."""
     nd, padding = layer.dims, layer.padding
     if isinstance(padding, str) or len(padding) != 2 * nd:
-        return layer.input_shape, padding
+        return tuple(layer.input_shape), padding
     spatial = [size + padding[2 * i] + padding[2 * i + 1] for i, size in enumerate(layer.input_shape[-nd:])]
     return (*layer.input_shape[:-nd], *spatial), (0,) * nd
 
 
-def _conv(
-    layer: ConvLayer, out_channels: int, groups: int, bias: bool, padding: Any, device: torch.device, dtype: torch.dtype
-) -> nn.Module:
-    """A fresh conv with ``layer``'s kernel, stride, dilation and padding mode (timing needs shapes, not weights)."""
-    return _CONV[layer.dims](
-        layer.in_channels,
-        out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=padding,
-        dilation=layer.dilation,
-        groups=groups,
-        bias=bias,
-        padding_mode=layer.padding_mode,
-        device=device,
-        dtype=dtype,
-    )
+def measure_end_to_end(
+    original: nn.Module,
+    converted: nn.Module,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    max_seconds: float = 30.0,
+    target_ci: float = 0.10,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+    load: LoadProbe | None = None,
+) -> tuple[Spread, Spread, bool]:
+    """Time ``original(*args, **kwargs)`` against ``converted(...)`` interleaved: (original, converted, reliable).
+
+    Both run in eval mode under no_grad; every module's training flag is restored afterwards, and
+    nothing else about the models or inputs is changed (they are timed in the layout given).
+    """
+    kwargs = dict(kwargs or {})
+    modes = [(m, m.training) for model in (original, converted) for m in model.modules()]
+    try:
+        original.eval()
+        converted.eval()
+        if progress:
+            progress(0, 1)
+        with torch.no_grad():
+            c = compare(
+                {"original": lambda: original(*args, **kwargs), "converted": lambda: converted(*args, **kwargs)},
+                baseline="original",
+                target_ci=target_ci,
+                max_seconds=max_seconds,
+                clock=clock or PerfClock(device),
+                load=load,
+            )
+        if progress:
+            progress(1, 1)
+    finally:
+        for module, training in modes:
+            module.training = training
+    return c.spreads["original"], c.spreads["converted"], c.reliable
 
 
-def _dw_pw_stand_in(layer: ConvLayer, device: torch.device, dtype: torch.dtype, padding: Any) -> nn.Module:
-    """The m = 1 depthwise→pointwise form of ``layer``, freshly initialised."""
-    depthwise = _conv(layer, layer.in_channels, layer.in_channels, False, padding, device, dtype)
-    pointwise = _CONV[layer.dims](
-        layer.in_channels, layer.out_channels, 1, groups=layer.groups, bias=layer.bias, device=device, dtype=dtype
-    )
-    return nn.Sequential(depthwise, pointwise).eval()
+def measure(layers: Iterable[ConvLayer], repeats: int | None = None, device: str = "cpu") -> Timing:
+    """The 1.2 ``Timing``: every candidate against its m = 1 depthwise→pointwise form (``measure_layers``).
 
-
-def _median_seconds(module: nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> float:
-    for _ in range(2):  # warm-up: first calls pick kernels and allocate
-        module(x)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        module(x)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    ``repeats`` is ignored (the stopping rule decides; kept for 1.2 callers); ``Timing.repeats`` is the
+    fewest rounds any layer took.
+    """
+    candidates = [layer for layer in layers if layer.candidate and layer.separable]
+    found = measure_layers(candidates, device=device, forms=("original", "dw_pw"), max_seconds_per_layer=0.3)
+    timed = []
+    for layer in candidates:
+        sep = layer.separable
+        predicted = layer.macs / sep.dw_pw.macs if sep and sep.dw_pw.macs else 0.0
+        lat = found.get(layer.name)
+        if lat is None or lat.measured_seconds is None:
+            why = found.skipped.get(layer.name, "not measured")
+            timed.append(LayerTiming(layer.name, None, None, None, predicted, skipped=why))
+            continue
+        seconds, seconds_dw_pw = lat.measured_seconds["original"], lat.measured_seconds["dw_pw"]
+        speedup = seconds / seconds_dw_pw if seconds_dw_pw else None
+        timed.append(LayerTiming(layer.name, seconds, seconds_dw_pw, speedup, predicted))
+    rounds = min((c.spreads["original"].runs for c in found.comparisons.values()), default=0)
+    return Timing(device=str(device), threads=found.measurement.threads, repeats=rounds, layers=tuple(timed))

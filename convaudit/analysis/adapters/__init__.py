@@ -62,10 +62,17 @@ _pending = [
 ]
 
 
+_modules_seen = 0  #: len(sys.modules) when the pending classes were last looked for
+
+
 def _register_loaded() -> None:
     """Register timm's classes whose modules are loaded (never importing them); each once."""
-    if not _pending or "timm" not in sys.modules:
+    global _modules_seen
+    # NB: every lookup comes here; nothing new is loaded unless sys.modules grew (timm's legacy
+    # timm.models.layers stays pending for good, and a scan per lookup cost a tenth of an analysis)
+    if not _pending or len(sys.modules) == _modules_seen or "timm" not in sys.modules:
         return
+    _modules_seen = len(sys.modules)
     for entry in list(_pending):
         module_name, name, adapter = entry
         module = sys.modules.get(module_name)

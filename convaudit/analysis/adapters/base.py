@@ -66,6 +66,10 @@ class ConvAdapter:
 
     note: str | None = None
     custom = False  #: a conv-like module of its own kind ("custom" in reports), e.g. per-sample experts
+    #: The forward runs one convolution, what :meth:`as_conv` computes after :meth:`pre_pad`, and otherwise
+    #: only ops without multiply-accumulates (a pad, the weight standardisation): analysis then takes the
+    #: output shape and MACs from :meth:`padding` and the module's configuration instead of running it.
+    forward_is_one_conv = False
 
     def reason(self, module: ConvLike) -> str | None:
         """Why the module is never a candidate, or None (its kind and savings then decide)."""
@@ -111,6 +115,23 @@ class ConvAdapter:
         if all(b == a for b, a in pairs):
             return tuple(b for b, _ in pairs)
         return tuple(v for pair in pairs for v in pair)
+
+    def conv_shapes(self, module: ConvLike, input_shape: Shape) -> tuple[Shape, Shape] | None:
+        """(the input its conv sees, after any 'SAME' padding; the output) at ``input_shape``; None when
+        the input does not fit (PyTorch's own run then says why)."""
+        nd = len(module.kernel_size)
+        if getattr(module, "transposed", False) or len(input_shape) not in (nd + 1, nd + 2):
+            return None
+        padding = self.padding(module, input_shape)
+        if input_shape[-nd - 1] != module.in_channels or isinstance(padding, str) or len(padding) not in (nd, 2 * nd):
+            return None
+        pairs = [(p, p) for p in padding] if len(padding) == nd else list(zip(padding[::2], padding[1::2], strict=True))
+        padded = [i + before + after for i, (before, after) in zip(input_shape[-nd:], pairs, strict=True)]
+        windows = zip(padded, module.kernel_size, module.stride, module.dilation, strict=True)
+        spatial = [(i - d * (k - 1) - 1) // s + 1 for i, k, s, d in windows]
+        if min(spatial) <= 0:
+            return None
+        return (*input_shape[:-nd], *padded), (*input_shape[: -nd - 1], int(module.out_channels), *spatial)
 
     def pre_pad(self, module: ConvLike) -> SamePad | None:
         """The padding module the rewrite puts before the conv (None when the conv pads statically)."""

@@ -14,6 +14,8 @@ __all__ = ["TIMM_CLASSES", "NotACandidate", "PerSampleExperts", "StandardizedCon
 class TFSameConv(ConvAdapter):
     """TF 'SAME' padding from the input size, then a conv without padding (timm's ``Conv2dSame``)."""
 
+    forward_is_one_conv = True
+
     def same_padding(self, module: ConvLike) -> bool:
         return True
 
@@ -34,6 +36,7 @@ class StandardizedConv(ConvAdapter):
     """
 
     note = "inference-equivalent: the weight standardisation is folded into the separable weights"
+    forward_is_one_conv = True
 
     def __init__(self, scaled: bool) -> None:
         self.scaled = scaled

@@ -1,7 +1,8 @@
 """Shape and cost formulas: pure functions of shapes, looked up in registries keyed by type, function or op.
 
 registry (one way in, MRO lookup) · formulas (conv, separable, linear, matmul, attention) · costs (per-op MAC rules) ·
-aten (aten-level MAC rules of the fallback capture) · shapes (per-op shape rules)
+aten (aten-level MAC rules of the fallback capture) · shapes (per-op shape rules) · direct (calls that run
+as they are: on no tensor, or as views of meta tensors)
 """
 
 # Importing any module of this package runs this file first: every rule, the aten-level ones

@@ -44,7 +44,7 @@ Shape = tuple[int, ...]
 
 def numel(xs: Sequence[int]) -> int:
     """∏ of the sizes, as a Python int (1 for an empty shape)."""
-    return math.prod(int(x) for x in xs)
+    return math.prod(map(int, xs))
 
 
 # ---------------------------------------------------------------- convolution formulas

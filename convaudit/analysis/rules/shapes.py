@@ -8,6 +8,7 @@ Each rule is checked against PyTorch's own shape logic in tests/test_shape_rules
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from collections.abc import Callable
@@ -17,10 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from convaudit.analysis.rules.direct import member
 from convaudit.analysis.rules.formulas import ACTIVATIONS
 from convaudit.analysis.rules.registry import Registry
 
-__all__ = ["SHAPE_RULES", "NoRule", "ShapeMismatch", "ShapeRule", "as_tuple"]
+__all__ = ["SHAPE_RULES", "NoRule", "ShapeMismatch", "ShapeRule", "as_tuple", "result_dtype", "rule_inputs"]
 
 Shape = tuple[int, ...]
 
@@ -195,10 +197,13 @@ def _flatten_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
 @SHAPE_RULES.register(operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.mul, "add", "mul")
 def _broadcast_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
     shapes = [tuple(a.shape) for a in args[:2] if isinstance(a, torch.Tensor)]
-    try:
-        return tuple(torch.broadcast_shapes(*shapes))
-    except RuntimeError as exc:
-        raise ShapeMismatch(f"cannot broadcast shapes {' and '.join(map(str, shapes))}") from exc
+    out = []  # torch.broadcast_shapes, in plain Python (it runs a Python reference, at ~60 µs a call)
+    for sizes in itertools.zip_longest(*(reversed(s) for s in shapes), fillvalue=1):
+        other = {d for d in sizes if d != 1}
+        if len(other) > 1:
+            raise ShapeMismatch(f"cannot broadcast shapes {' and '.join(map(str, shapes))}")
+        out.append(other.pop() if other else 1)
+    return tuple(reversed(out))
 
 
 @SHAPE_RULES.register(torch.cat)
@@ -211,3 +216,193 @@ def _cat_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
     if len(rest) != 1:
         raise ShapeMismatch(f"cannot concatenate shapes {shapes} along dim {dim}")
     return (*shapes[0][:dim], sum(s[dim] for s in shapes), *shapes[0][dim + 1 :])
+
+
+#: Functions whose first argument is a sequence of tensors (the rule reads the tensors from it).
+SEQUENCE_INPUT = frozenset([torch.cat])
+#: Binary elementwise functions (and methods) whose first operand may be a Python number.
+BINARY = frozenset([operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.mul, "add", "mul"])
+
+
+def rule_inputs(node_op: str, target: Any, args: tuple) -> list[torch.Tensor]:
+    """The tensors whose dtypes a cheap rule's output takes; empty when no rule applies to the call."""
+    first = args[0] if args else None
+    binary = member(node_op, target, BINARY)
+    if isinstance(first, torch.Tensor) or binary:  # ``x + 1``, and ``1 + x``
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        numbers = binary and len(tensors) < len(args[:2])  # a Python number takes part
+        floating = all(t.is_floating_point() for t in tensors) and not any(isinstance(a, complex) for a in args)
+        return [] if numbers and not floating else tensors  # int tensor * 0.5: PyTorch decides the dtype
+    if member(node_op, target, SEQUENCE_INPUT) and isinstance(first, (tuple, list)) and first:
+        tensors = [t for t in first if isinstance(t, torch.Tensor)]
+        return tensors if len(tensors) == len(first) else []
+    return []
+
+
+def result_dtype(tensors: list[torch.Tensor]) -> torch.dtype:
+    """The promoted dtype of a rule's input tensors: its output's."""
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def _arguments(args: tuple, kwargs: dict, names: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Name a function call's arguments (after the input), defaults filled in; an unknown keyword declines."""
+    if len(args) - 1 > len(names) or any(k not in names for k in kwargs):
+        raise NoRule
+    return {**defaults, **dict(zip(names, args[1:], strict=False)), **kwargs}
+
+
+def _channels_match(x: torch.Tensor, *params: Any) -> bool:
+    """Per-channel parameters (None, or one value per channel of dimension 1) fit ``x``."""
+    channels = x.shape[1] if x.dim() > 1 else None
+    return all(p is None or (isinstance(p, torch.Tensor) and p.dim() == 1 and p.numel() == channels) for p in params)
+
+
+@SHAPE_RULES.register(F.batch_norm)
+def _batch_norm_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """F.batch_norm with running statistics (timm's BatchNormAct2d): the input's shape.
+
+    Training mode (batch statistics) and anything PyTorch would refuse go to the fake-tensor run, whose
+    error is PyTorch's own.
+    """
+    names = ("running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+    a = _arguments(args, kwargs, names, {"weight": None, "bias": None, "training": False})
+    x = args[0]
+    if a["training"] is not False or x.dim() < 2 or not x.is_floating_point():
+        raise NoRule
+    if not _channels_match(x, a["running_mean"], a["running_var"], a["weight"], a["bias"]):
+        raise NoRule
+    if a["running_mean"] is None or a["running_var"] is None:
+        raise NoRule
+    return tuple(x.shape)
+
+
+@SHAPE_RULES.register(F.layer_norm)
+def _layer_norm_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """F.layer_norm(x, normalized_shape, weight, bias, eps): the input's shape (when its last dims fit)."""
+    a = _arguments(args, kwargs, ("normalized_shape", "weight", "bias", "eps"), {"weight": None, "bias": None})
+    x, normalized = args[0], a["normalized_shape"]
+    normalized = (normalized,) if isinstance(normalized, int) else tuple(normalized)
+    n = len(normalized)
+    if not x.is_floating_point() or not n or x.dim() < n or tuple(x.shape[-n:]) != normalized:
+        raise NoRule
+    for p in (a["weight"], a["bias"]):
+        if p is not None and (not isinstance(p, torch.Tensor) or tuple(p.shape) != normalized):
+            raise NoRule
+    return tuple(x.shape)
+
+
+@SHAPE_RULES.register(F.group_norm)
+def _group_norm_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """F.group_norm(x, num_groups, weight, bias, eps): the input's shape (when the channels divide)."""
+    a = _arguments(args, kwargs, ("num_groups", "weight", "bias", "eps"), {"weight": None, "bias": None})
+    x, groups = args[0], a["num_groups"]
+    if not x.is_floating_point() or x.dim() < 2 or not isinstance(groups, int) or groups <= 0 or x.shape[1] % groups:
+        raise NoRule
+    if not _channels_match(x, a["weight"], a["bias"]):
+        raise NoRule
+    return tuple(x.shape)
+
+
+@SHAPE_RULES.register(torch.mean, "mean")
+def _mean_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """x.mean(dim, keepdim): the reduced shape (floating inputs; ``dtype=`` is left to PyTorch)."""
+    a = _arguments(args, kwargs, ("dim", "keepdim"), {"dim": None, "keepdim": False})
+    x = args[0]
+    if not x.is_floating_point() or not isinstance(a["keepdim"], bool):
+        raise NoRule
+    shape, dims = tuple(x.shape), a["dim"]
+    if dims is None:
+        return (1,) * len(shape) if a["keepdim"] else ()
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if not shape or not all(isinstance(d, int) and -len(shape) <= d < len(shape) for d in dims):
+        raise NoRule
+    reduced = {d % len(shape) for d in dims}
+    if len(reduced) != len(dims):
+        raise NoRule
+    if a["keepdim"]:
+        return tuple(1 if i in reduced else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in reduced)
+
+
+@SHAPE_RULES.register(F.linear)
+def _linear_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """F.linear(x, W, b): x's shape with its last dimension W.shape[0]."""
+    a = _arguments(args, kwargs, ("weight", "bias"), {"bias": None})
+    x, w, b = args[0], a["weight"], a["bias"]
+    if not x.is_floating_point() or not isinstance(w, torch.Tensor) or w.dim() != 2 or x.dim() < 1:
+        raise NoRule
+    if x.shape[-1] != w.shape[1]:
+        raise NoRule
+    if b is not None and (not isinstance(b, torch.Tensor) or tuple(b.shape) not in ((w.shape[0],), ())):
+        raise NoRule
+    return (*x.shape[:-1], w.shape[0])
+
+
+def _sizes(value: Any, nd: int) -> tuple[int, ...]:
+    """A pool function's size argument as nd ints (an int, or a tuple of 1 or nd ints); else NoRule."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * nd
+    if isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if len(value) == nd:
+            return tuple(value)
+        if len(value) == 1:
+            return tuple(value) * nd
+    raise NoRule
+
+
+def _pool_function_shape(nd: int, x: torch.Tensor, k: Any, s: Any, p: Any, d: Any, ceil: Any) -> Shape:
+    """Output shape of an F.*_pool{nd}d call; NoRule wherever PyTorch's own checks should decide."""
+    if x.dim() not in (nd + 1, nd + 2) or not x.is_floating_point() or not isinstance(ceil, bool):
+        raise NoRule
+    kk = _sizes(k, nd)
+    ss = kk if s is None or (isinstance(s, (tuple, list)) and not s) else _sizes(s, nd)
+    pp, dd = _sizes(p, nd), _sizes(d, nd)
+    if min(*kk, *ss, *dd) <= 0 or any(q < 0 or q * 2 > r for q, r in zip(pp, kk, strict=True)):
+        raise NoRule  # a non-positive size, or padding over half the kernel: PyTorch's error
+    lead, spatial = tuple(x.shape[:-nd]), tuple(x.shape[-nd:])
+    windows = zip(spatial, kk, ss, pp, dd, strict=True)
+    try:
+        return lead + tuple(_window(i, k_, s_, p_, d_, ceil) for i, k_, s_, p_, d_ in windows)
+    except ShapeMismatch:
+        raise NoRule from None
+
+
+@SHAPE_RULES.register(F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)
+def _avg_pool_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """F.avg_pool{1,2,3}d(x, kernel_size, stride, padding, ceil_mode, ...): the pooled shape."""
+    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    a = _arguments(args, kwargs, names, {"stride": None, "padding": 0, "ceil_mode": False})
+    nd = {F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3}[f]
+    return _pool_function_shape(nd, args[0], a["kernel_size"], a["stride"], a["padding"], 1, a["ceil_mode"])
+
+
+@SHAPE_RULES.register(F.max_pool1d, F.max_pool2d, F.max_pool3d)
+def _max_pool_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """F.max_pool{1,2,3}d(x, kernel_size, stride, padding, dilation, ceil_mode): the pooled shape."""
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    defaults = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}
+    a = _arguments(args, kwargs, names, defaults)
+    if a["return_indices"] is not False:
+        raise NoRule
+    nd = {F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3}[f]
+    return _pool_function_shape(nd, args[0], a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"])
+
+
+@SHAPE_RULES.register(F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)
+def _adaptive_avg_pool_function_shape(f: Any, args: tuple, kwargs: dict) -> Shape:
+    """F.adaptive_avg_pool{1,2,3}d(x, output_size): the leading dims and the output size (None keeps a size)."""
+    a = _arguments(args, kwargs, ("output_size",), {})
+    nd = {F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3}[f]
+    x, size = args[0], a["output_size"]
+    if not x.is_floating_point() or x.dim() not in (nd + 1, nd + 2) or any(s == 0 for s in x.shape[-nd:]):
+        raise NoRule
+    if isinstance(size, int):
+        size = (size,) * nd
+    if not isinstance(size, (tuple, list)) or len(size) != nd:
+        raise NoRule
+    if any(not (o is None or (isinstance(o, int) and o >= 0)) for o in size):
+        raise NoRule
+    return tuple(x.shape[:-nd]) + tuple(i if o is None else o for i, o in zip(x.shape[-nd:], size, strict=True))

@@ -1,0 +1,413 @@
+"""Predicted latency: a conv's shape, a per-device roofline profile, and the time it predicts.
+
+Depthwise convs are memory-bound, dense convs compute-bound, pointwise convs in between (PyTorch
+#1708, #18631), so a MAC ratio is no speed-up. A :class:`DeviceProfile` holds, per conv kind
+(standard, grouped, depthwise, pointwise) and memory format, a :class:`RooflineFit`::
+
+    seconds = overhead + ((macs / (mac_rate · eff))^p + (bytes / byte_rate · cache)^p)^(1/p)
+    eff     = c / (c + channel_half) · P / (P + pixel_half)
+    cache   = 1 + cache_slowdown · bytes / (bytes + cache_bytes)
+
+a soft maximum of the compute-bound and the memory-bound time (``p`` = ``blend``; p → ∞ is the
+roofline's max), with the MAC rate lowered for few channels per group ``c`` (vector lanes left idle:
+the 3-channel stems) and few output pixels ``P`` (N·∏output; too little work to split), and the byte
+rate lowered for tensors that outgrow the caches. ``bytes`` = input + output + weight bytes. What the
+roofline misses (a kernel library's choice of algorithm for one region of shapes: NCHW 3-channel convs,
+channels_last convs on 7×7 maps) is corrected from the residuals of the measured shapes nearby
+(``RooflineFit.correction``). ``calibrate.calibrate`` fits it on this machine; without that,
+:func:`default_profile` is a conservative built-in one (see there). A separable form is predicted as
+its two convs, times the profile's ``sequence_factor`` (measured: two convs in a row take longer than
+the two alone, by ~1.2× at 0.1-0.5 ms: the intermediate tensor, the module call).
+
+The profile is keyed by CPU model, torch version, thread count and device, and versioned
+(``PROFILE_VERSION``); ``load_profile`` returns None for a missing or stale cache file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convaudit.documents.records import ConvLayer
+
+__all__ = [
+    "KINDS",
+    "MEMORY_FORMATS",
+    "PROFILE_VERSION",
+    "ConvShape",
+    "DeviceProfile",
+    "RooflineFit",
+    "cache_path",
+    "cpu_model",
+    "current_key",
+    "default_profile",
+    "load_profile",
+    "predict_forms",
+    "predict_seconds",
+    "save_profile",
+    "separable_parts",
+]
+
+#: Bumped whenever the model form or the calibration changes: older cache files are stale.
+PROFILE_VERSION = 1
+KINDS = ("standard", "grouped", "depthwise", "pointwise")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+#: Bytes per element by dtype name (``ConvLayer.dtype`` spells them so); others count as 4.
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A conv's configuration, as its time depends on it (weights do not matter).
+
+    ``input_size`` and ``output_size`` are spatial (H, W for a 2-d conv); ``output_size`` defaults to
+    'same'-style padding (k // 2 per side): ``(size + 2·(k // 2) - k) // stride + 1``.
+    """
+
+    kind: str  #: standard | grouped | depthwise | pointwise (see ``kind_of``)
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    groups: int
+    input_size: tuple[int, ...]
+    batch: int = 1
+    dtype: str = "float32"
+    memory_format: str = "contiguous"
+    output_size: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.output_size:
+            out = tuple(
+                (s + 2 * (k // 2) - k) // t + 1
+                for s, k, t in zip(self.input_size, self.kernel, self.stride, strict=True)
+            )
+            object.__setattr__(self, "output_size", out)
+
+    @classmethod
+    def of(
+        cls,
+        in_channels: int,
+        out_channels: int,
+        kernel: int | tuple[int, ...],
+        input_size: int | tuple[int, ...],
+        *,
+        stride: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        batch: int = 1,
+        dtype: str = "float32",
+        memory_format: str = "contiguous",
+        output_size: tuple[int, ...] = (),
+    ) -> ConvShape:
+        """A 2-d shape from a conv's configuration (ints mean square); the kind follows from it."""
+        k, s, n = (v if isinstance(v, tuple) else (v, v) for v in (kernel, stride, input_size))
+        kind = kind_of(in_channels, out_channels, k, groups)
+        return cls(kind, in_channels, out_channels, k, s, groups, n, batch, dtype, memory_format, output_size)
+
+    @classmethod
+    def from_layer(cls, layer: ConvLayer, memory_format: str = "contiguous") -> ConvShape:
+        """The shape of a ``ConvLayer`` record at its first-call input (its own output size)."""
+        nd = layer.dims
+        batch = math.prod(layer.input_shape[: len(layer.input_shape) - nd - 1]) or 1
+        kind = kind_of(layer.in_channels, layer.out_channels, layer.kernel_size, layer.groups)
+        return cls(
+            kind,
+            layer.in_channels,
+            layer.out_channels,
+            tuple(layer.kernel_size),
+            tuple(layer.stride),
+            layer.groups,
+            tuple(layer.input_shape[-nd:]),
+            batch,
+            layer.dtype,
+            memory_format,
+            tuple(layer.output_shape[-nd:]),
+        )
+
+    @property
+    def pixels(self) -> int:
+        """Output positions over the batch: N·∏output."""
+        return self.batch * math.prod(self.output_size)
+
+    @property
+    def macs(self) -> int:
+        """N·∏out·Cout·(Cin/g)·∏k."""
+        return self.pixels * self.out_channels * (self.in_channels // self.groups) * math.prod(self.kernel)
+
+    @property
+    def bytes(self) -> int:
+        """Input + output + weight, each read or written once, at the dtype's size."""
+        weight = self.out_channels * (self.in_channels // self.groups) * math.prod(self.kernel)
+        numel = self.batch * (
+            self.in_channels * math.prod(self.input_size) + self.out_channels * math.prod(self.output_size)
+        )
+        return (numel + weight) * ITEMSIZE.get(self.dtype, 4)
+
+    @property
+    def channels_per_group(self) -> int:
+        """What one output sums over: Cin/g (a depthwise conv's channels instead: its parallel work)."""
+        return self.in_channels if self.kind == "depthwise" else self.in_channels // self.groups
+
+
+def kind_of(in_channels: int, out_channels: int, kernel: tuple[int, ...], groups: int) -> str:
+    """The kind as ``analysis.inventory.conv_kind`` defines it (transposed and custom convs are not predicted)."""
+    if groups == in_channels > 1 and out_channels % in_channels == 0:
+        return "depthwise"
+    if all(k == 1 for k in kernel):
+        return "pointwise"
+    return "grouped" if groups > 1 else "standard"
+
+
+@dataclass(frozen=True)
+class RooflineFit:
+    """One kind's time model on one memory format (see the module docstring for the formula)."""
+
+    overhead_seconds: float
+    macs_per_second: float
+    bytes_per_second: float  #: while the tensors fit ``cache_bytes``
+    blend: float = 4.0  #: p of the soft maximum
+    channel_half: float = 0.0  #: channels per group at which the MAC rate is halved
+    pixel_half: float = 0.0  #: output pixels at which the MAC rate is halved
+    cache_bytes: float = 4e6  #: tensors of this size move at a rate halfway to the slower one
+    cache_slowdown: float = 0.0  #: far beyond ``cache_bytes`` bytes move (1 + this) times slower
+    points: int = 0  #: measured shapes it was fitted on (0: built in)
+    rms_log_error: float | None = None  #: of the fit on those shapes (after the residual correction)
+    #: per measured shape (``features``..., log(measured / roofline)): what the roofline missed, nearby
+    residuals: tuple[tuple[float, ...], ...] = ()
+
+    def seconds(self, macs: Any, nbytes: Any, channels: Any, pixels: Any) -> Any:
+        """The roofline's time; plain arithmetic, so tensors pass through too (the fit differentiates it)."""
+        eff = channels / (channels + self.channel_half) * pixels / (pixels + self.pixel_half)
+        compute = macs / (self.macs_per_second * eff)
+        memory = nbytes / self.bytes_per_second * (1 + self.cache_slowdown * nbytes / (nbytes + self.cache_bytes))
+        return self.overhead_seconds + (compute**self.blend + memory**self.blend) ** (1 / self.blend)
+
+    def predict(self, shape: ConvShape) -> float:
+        """The roofline's time for ``shape``, corrected by the residuals of the measured shapes near it."""
+        roofline = float(self.seconds(shape.macs, shape.bytes, shape.channels_per_group, shape.pixels))
+        return roofline * math.exp(self.correction(features(shape))) if self.residuals else roofline
+
+    def correction(self, at: tuple[float, ...]) -> float:
+        """Kernel-weighted mean of the residuals near ``at``, shrunk toward 0 where few are near.
+
+        NB: a Gaussian kernel of width ``RESIDUAL_WIDTH`` in ``features`` space (a factor of 2 in
+        channels or pixels is one unit), plus a pseudo-residual 0 of weight ``RESIDUAL_SHRINK``.
+        """
+        total = weight = 0.0
+        for *where, residual in self.residuals:
+            w = math.exp(-sum((a - b) ** 2 for a, b in zip(at, where, strict=True)) / (2 * RESIDUAL_WIDTH**2))
+            total, weight = total + w * residual, weight + w
+        return total / (weight + RESIDUAL_SHRINK)
+
+
+#: The residual correction's kernel width and shrinkage (``RooflineFit.correction``).
+RESIDUAL_WIDTH, RESIDUAL_SHRINK = 1.0, 0.3
+
+
+def features(shape: ConvShape) -> tuple[float, ...]:
+    """Where a shape sits, for the residual correction: log2 channels in/out per group, log2 pixels, kernel, stride."""
+    per_group_out = shape.out_channels // shape.groups if shape.kind != "depthwise" else shape.out_channels
+    return (
+        math.log2(max(shape.channels_per_group, 1)),
+        math.log2(max(per_group_out, 1)),
+        math.log2(max(shape.pixels, 1)),
+        math.prod(shape.kernel) ** (1 / len(shape.kernel)) / 2,
+        2.0 * (max(shape.stride) - 1),  # strided convs are other kernels: two units apart
+    )
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """Per memory format and kind a ``RooflineFit``; keyed by CPU, torch version, threads and device."""
+
+    cpu: str
+    torch_version: str
+    threads: int
+    device: str
+    fits: dict[str, dict[str, RooflineFit]]  #: memory format → kind → fit
+    #: memory format → how much longer two convs in a row take than the two alone (dw→pw over dw + pw)
+    sequence_factor: dict[str, float] = field(default_factory=dict)
+    calibrated: bool = True  #: False for ``default_profile()``: reports say "uncalibrated"
+    version: int = PROFILE_VERSION
+    budget_seconds: float | None = None  #: of the calibration
+    load: float | None = None  #: other processes' CPU use during the calibration, in cores
+    notes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        """(CPU model, torch version, threads, device): a cache file is valid only for the same key and version."""
+        return (self.cpu, self.torch_version, self.threads, self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        doc = dataclasses.asdict(self)
+        doc["notes"] = list(self.notes)
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> DeviceProfile:
+        """Read ``to_dict``'s form back (KeyError/TypeError/ValueError on anything else)."""
+        fits = {
+            fmt: {
+                kind: RooflineFit(**{**f, "residuals": tuple(map(tuple, f.get("residuals", ())))})
+                for kind, f in k.items()
+            }
+            for fmt, k in doc["fits"].items()
+        }
+        return cls(**{**doc, "fits": fits, "notes": tuple(doc.get("notes", ()))})
+
+    def to_json(self) -> str:
+        """The profile as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> DeviceProfile:
+        """Parse ``to_json``'s output."""
+        return cls.from_dict(json.loads(text))
+
+
+def predict_seconds(profile: DeviceProfile, shape: ConvShape) -> float:
+    """Predicted seconds of one call of ``shape`` (a format or kind the profile lacks: contiguous, standard)."""
+    fits = profile.fits.get(shape.memory_format) or profile.fits["contiguous"]
+    fit = fits.get(shape.kind) or fits["standard"]
+    return fit.predict(shape)
+
+
+def separable_parts(shape: ConvShape, order: str = "dw_pw", m: int = 1) -> tuple[ConvShape, ConvShape]:
+    """The two convs of a separable form, as ``latency.measure.stand_ins`` builds them.
+
+    dw_pw: depthwise Cin→Cin·m (k, stride) then 1×1 Cin·m→Cout (groups g); pw_dw: 1×1 Cin→Cout·m (groups
+    g) at the input resolution, then depthwise Cout·m→Cout (k, stride).
+    """
+    ones = (1,) * len(shape.kernel)
+    n, dtype, fmt = shape.batch, shape.dtype, shape.memory_format
+    cin, cout, g, k, stride = shape.in_channels, shape.out_channels, shape.groups, shape.kernel, shape.stride
+    if order == "dw_pw":
+        first = ConvShape("depthwise", cin, cin * m, k, stride, cin, shape.input_size, n, dtype, fmt, shape.output_size)
+        second = ConvShape("pointwise", cin * m, cout, ones, ones, g, shape.output_size, n, dtype, fmt)
+    else:
+        first = ConvShape("pointwise", cin, cout * m, ones, ones, g, shape.input_size, n, dtype, fmt)
+        second = ConvShape(
+            "depthwise", cout * m, cout, k, stride, cout * m, shape.input_size, n, dtype, fmt, shape.output_size
+        )
+    return first, second
+
+
+def predict_forms(profile: DeviceProfile, shape: ConvShape, m: int = 1) -> dict[str, float]:
+    """Predicted seconds of the conv and of its two separable forms at m, keyed ``original``, ``dw_pw``, ``pw_dw``."""
+    factor = profile.sequence_factor.get(shape.memory_format, 1.0)
+    times = {"original": predict_seconds(profile, shape)}
+    for order in ("dw_pw", "pw_dw"):
+        times[order] = factor * sum(predict_seconds(profile, part) for part in separable_parts(shape, order, m))
+    return times
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), flags=re.M)
+        if match:
+            return match[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def current_key(threads: int | None = None, device: str = "cpu") -> tuple[str, str, int, str]:
+    """This machine's profile key: (CPU model, torch version, threads (default torch's), device)."""
+    import torch
+
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_model()
+    return (name, torch.__version__, threads or torch.get_num_threads(), device)
+
+
+def cache_path(key: tuple[str, str, int, str] | None = None) -> Path:
+    """Where the profile of ``key`` (default: this machine's) is cached: $XDG_CACHE_HOME or ~/.cache, /convaudit/."""
+    cpu, torch_version, threads, device = key or current_key()
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convaudit"
+    digest = hashlib.sha256(f"{cpu}|{torch_version}".encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-")
+    return root / f"device-{slug}-{threads}t-{digest}.json"
+
+
+def load_profile(threads: int | None = None, device: str = "cpu", path: Path | None = None) -> DeviceProfile | None:
+    """The cached profile of this machine, or None when absent, unreadable or stale (other key or version)."""
+    key = current_key(threads, device)
+    try:
+        profile = DeviceProfile.from_json((path or cache_path(key)).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return profile if profile.version == PROFILE_VERSION and profile.key == key else None
+
+
+def save_profile(profile: DeviceProfile, path: Path | None = None) -> Path:
+    """Write ``profile`` to ``path`` (default: its cache path) atomically: a temporary file, then a rename."""
+    target = Path(path) if path is not None else cache_path(profile.key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(profile.to_json())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+#: The roofline fitted on the development machine (a 2-core AMD EPYC, torch 2.14.1, 1 thread; three
+#: calibrations pooled, 110-170 shapes per group, rms log error 0.20-0.46), rounded to 3 digits: per memory
+#: format and kind the fields of ``RooflineFit`` from ``overhead_seconds`` to ``cache_slowdown``. No
+#: residual correction: another machine's quirks are not this one's.
+BUILT_IN: dict[str, dict[str, tuple[float, ...]]] = {
+    "contiguous": {
+        "standard": (8.63e-05, 3.44e10, 2.23e10, 2.19, 0.253, 3.41, 7.36e06, 15.7),
+        "grouped": (1.15e-04, 5.97e10, 4.05e09, 16.4, 17.1, 24.1, 1.02e07, 3.77),
+        "depthwise": (9.84e-05, 3.59e10, 7.67e09, 1.46, 22.8, 25.5, 6.61e06, 1.54),
+        "pointwise": (2.01e-05, 3.30e10, 1.19e10, 1.08, 0.705, 4.61, 1.84e07, 3.8),
+    },
+    "channels_last": {
+        "standard": (6.51e-05, 3.91e10, 2.48e10, 1.76, 0.267, 6.32, 1.54e08, 93.9),
+        "grouped": (7.58e-05, 5.36e10, 7.31e09, 1.7, 9.15, 14.9, 1.36e06, 1.8),
+        "depthwise": (6.77e-05, 2.87e10, 1.99e10, 2.04, 8.31, 45.2, 6.76e06, 2.3),
+        "pointwise": (2.58e-05, 3.72e10, 1.40e10, 1.13, 0.652, 2.45, 2.33e06, 2.24),
+    },
+}
+#: ``DeviceProfile.sequence_factor`` as fitted with ``BUILT_IN``.
+SEQUENCE: dict[str, float] = {"contiguous": 1.17, "channels_last": 1.19}
+#: The default profile predicts separable forms this much slower than the fit: a conversion it
+#: recommends must pay off by this margin on a machine nobody calibrated.
+DEFAULT_MARGIN = 1.25
+
+
+def default_profile() -> DeviceProfile:
+    """The conservative built-in profile: ``BUILT_IN``'s fit, depthwise and pointwise ``DEFAULT_MARGIN`` slower.
+
+    Used when no calibrated profile is cached (reports say "uncalibrated"); deterministic, so tests can pin it.
+    """
+    fits: dict[str, dict[str, RooflineFit]] = {}
+    for fmt, kinds in BUILT_IN.items():
+        fits[fmt] = {}
+        for kind, (o, macs, nbytes, *rest) in kinds.items():
+            slow = DEFAULT_MARGIN if kind in ("depthwise", "pointwise") else 1.0
+            fits[fmt][kind] = RooflineFit(o * slow, macs / slow, nbytes / slow, *rest)
+    return DeviceProfile(
+        "built-in",
+        "any",
+        0,
+        "cpu",
+        fits,
+        dict.fromkeys(MEMORY_FORMATS, 1.0),
+        calibrated=False,
+        notes=(f"uncalibrated: built-in profile, separable forms predicted {DEFAULT_MARGIN:g}× slower than fitted",),
+    )

@@ -1,0 +1,306 @@
+"""The timing harness: A/B(/C) comparisons that hold on a busy machine, with their confidence and load.
+
+``compare`` times a few callables against a baseline. After a warm-up (a first untimed call, then
+growing batches until one batch takes ``min_batch_seconds``) it runs rounds: each round calls every
+callable once as a batch, in a freshly shuffled order (seeded), so slow drifts in the machine's load
+hit every callable alike. Per round and callable the reading is the batch's time divided by its
+calls; the figure compared is the per-round *paired* ratio callable / baseline.
+
+Stopping rule: after each round (from ``min_rounds`` on) the distribution-free 95% confidence
+interval of the median of the paired ratios is taken from the order statistics (the interval
+``[r_(k), r_(n-k+1)]`` with ``k`` the largest index for which ``1 - 2 P(Binom(n, 1/2) < k) >= 0.95``;
+no resampling, so it is deterministic). It needs at least 6 rounds. The run stops when, for every
+callable, both ends are within ``±target_ci`` of the median ratio, or when ``max_seconds`` (on the
+clock, warm-up included) is spent. NB: checking after every round is optional stopping, so the true
+coverage is a little below 95%; ``min_rounds`` limits it.
+
+A comparison is flagged unreliable when the interval was not reached, when other processes used more
+than ``MAX_LOAD_CORES`` of CPU during it (``LoadMeter``: /proc/stat minus our /proc/self/stat), or when
+batch readings cluster at multiples of a scheduler quantum (``quantum_clusters``).
+
+The batches are timed by the standard library's ``timeit.Timer`` (the loop ``torch.utils.benchmark``'s
+``Timer`` wraps: compiled, garbage collection off) on an injectable ``Clock``; torch's ``Timer.timeit``
+itself is not used because it re-warms on every call (tripling the cost of a slow layer) and its
+``blocked_autorange`` times one statement alone, not interleaved.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+import timeit
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from convaudit.documents.latency import Spread
+from convaudit.errors import UsageError
+
+__all__ = [
+    "CONFIDENCE",
+    "MAX_LOAD_CORES",
+    "QUANTA_SECONDS",
+    "Clock",
+    "Comparison",
+    "LoadMeter",
+    "LoadProbe",
+    "PerfClock",
+    "compare",
+    "median_ci",
+    "quantum_clusters",
+    "spread_of",
+]
+
+CONFIDENCE = 0.95  #: of the median ratio's interval
+MAX_LOAD_CORES = 0.5  #: other processes' CPU use above which a comparison is unreliable
+QUANTA_SECONDS = (0.004, 0.010, 0.032, 0.064)  #: scheduler quanta (CONFIG_HZ 250/100, CFS slices) readings stick to
+QUANTUM_TOLERANCE = 0.02  #: a reading within 2% of a quantum of one of its multiples "sits at" it
+QUANTUM_SHARE = 0.25  #: ... and when this share of the readings do (chance: ~4%), they cluster
+MAX_ROUNDS = 100_000  #: a guard for clocks that do not advance
+
+
+class Clock(Protocol):
+    """Seconds since an arbitrary origin (monotonic)."""
+
+    def now(self) -> float: ...
+
+
+class LoadProbe(Protocol):
+    """Other processes' CPU use between ``start()`` and ``stop()``, in cores (None: not readable)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> float | None: ...
+
+
+class PerfClock:
+    """``time.perf_counter``, synchronising CUDA first when timing on a GPU."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.cuda = device.startswith("cuda")
+
+    def now(self) -> float:
+        if self.cuda:
+            import torch  # only here: the harness itself is torch-free
+
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+class LoadMeter:
+    """Other processes' CPU use in cores: busy jiffies of the machine minus ours, over elapsed jiffies.
+
+    Busy = user + nice + system + irq + softirq + steal of /proc/stat's ``cpu`` line; ours = utime +
+    stime of /proc/self/stat (all our threads); elapsed = the ``cpu`` line's total over the number of
+    ``cpuN`` lines. ``stop()`` is None without /proc or when under ``min_jiffies`` elapsed (a 10 ms
+    jiffy makes shorter readings noise).
+    """
+
+    def __init__(self, stat: str = "/proc/stat", self_stat: str = "/proc/self/stat", min_jiffies: int = 5) -> None:
+        self.stat, self.self_stat, self.min_jiffies = stat, self_stat, min_jiffies
+        self.first: tuple[int, int, int, int] | None = None
+
+    def read(self) -> tuple[int, int, int, int] | None:
+        """(busy, total, cpus, ours) in jiffies, or None where unreadable."""
+        try:
+            with open(self.stat) as f:
+                lines = f.read().splitlines()
+            with open(self.self_stat) as f:
+                ours = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 on
+        except (OSError, IndexError):
+            return None
+        fields = [int(v) for v in lines[0].split()[1:9]] if lines and lines[0].startswith("cpu ") else []
+        cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+        if len(fields) < 8 or not cpus or len(ours) < 13:
+            return None
+        user, nice, system, idle, iowait, irq, softirq, steal = fields
+        busy = user + nice + system + irq + softirq + steal
+        return busy, busy + idle + iowait, cpus, int(ours[11]) + int(ours[12])  # utime, stime
+
+    def start(self) -> None:
+        self.first = self.read()
+
+    def stop(self) -> float | None:
+        last, first = self.read(), self.first
+        if last is None or first is None:
+            return None
+        elapsed = (last[1] - first[1]) / last[2]
+        if elapsed < self.min_jiffies:
+            return None
+        return max(0.0, (last[0] - first[0] - (last[3] - first[3])) / elapsed)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``compare`` measured: per callable its spread, per non-baseline callable its ratio and CI."""
+
+    spreads: dict[str, Spread]  #: per-call seconds over rounds: median, IQR, rounds
+    ratios: dict[str, float]  #: median of the paired per-round ratios callable / baseline (baseline not a key)
+    ci: dict[str, tuple[float, float]]  #: their 95% order-statistic confidence intervals
+    reliable: bool
+    reasons: tuple[str, ...]  #: why not reliable, one line each
+    load: float | None  #: other processes' CPU use during the comparison, in cores
+
+
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The distribution-free CI of the median: order statistics ``k`` and ``n-k+1``, None if n is too small.
+
+    Coverage of ``[x_(k), x_(n-k+1)]`` is ``1 - 2 P(Binom(n, 1/2) <= k-1)``; ``k`` is the largest with
+    coverage >= ``confidence`` (at 95%: n >= 6).
+    """
+    xs, n = sorted(values), len(values)
+    tail, k = 0.0, 0
+    while k < n // 2:
+        tail += math.comb(n, k) / 2**n  # P(B <= k)
+        if 1 - 2 * tail < confidence:
+            break
+        k += 1
+    return (xs[k - 1], xs[n - k]) if k else None
+
+
+def spread_of(values: Sequence[float]) -> Spread:
+    """Median and interquartile range of ``values`` (inclusive quartiles; IQR 0 below two values)."""
+    if len(values) < 2:
+        return Spread(values[0] if values else math.nan, 0.0, len(values))
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return Spread(statistics.median(values), q3 - q1, len(values))
+
+
+def quantum_clusters(readings: Sequence[float]) -> float | None:
+    """The (largest) scheduler quantum the readings cluster at, or None.
+
+    A reading sits at quantum q when it is at least ~q and within ``QUANTUM_TOLERANCE``·q of a multiple
+    of q (by chance ~4% of readings do). The readings cluster when at least 3 and ``QUANTUM_SHARE`` of
+    them sit at q, and they are not simply the call's own time: they sit at two or more multiples, or
+    the median reading sits at none. NB: a call whose true time is a quantum multiple and is sometimes
+    delayed by exactly a quantum is flagged too (conservatively).
+    """
+    median = statistics.median(readings) if readings else 0.0
+    for q in sorted(QUANTA_SECONDS, reverse=True):
+        tol = QUANTUM_TOLERANCE * q
+        hits = [round(t / q) for t in readings if t >= q - tol and abs(t - round(t / q) * q) <= tol]
+        at_median = median >= q - tol and abs(median - round(median / q) * q) <= tol
+        if len(hits) >= max(3, QUANTUM_SHARE * len(readings)) and (len(set(hits)) > 1 or not at_median):
+            return q
+    return None
+
+
+def compare(
+    fns: Mapping[str, Callable[[], object]],
+    *,
+    baseline: str,
+    target_ci: float = 0.10,
+    max_seconds: float = 10.0,
+    min_rounds: int = 5,
+    clock: Clock | None = None,
+    load: LoadProbe | None = None,
+    min_batch_seconds: float = 1e-3,
+    seed: int = 0,
+) -> Comparison:
+    """Time ``fns`` interleaved until every median ratio vs ``baseline`` is known within ±``target_ci``.
+
+    Args:
+        fns: name → a call to time (already in eval/no_grad as the caller wants; its result is dropped).
+        baseline: the name the ratios are taken against.
+        target_ci: relative half-width the 95% CI of each median ratio must reach.
+        max_seconds: time cap on ``clock``, warm-up included, checked between rounds; reached, the
+            result is flagged unreliable.
+        min_rounds: rounds before the stopping rule is checked (the CI needs 6 anyway).
+        clock, load: injectable for tests (default ``PerfClock()``, ``LoadMeter()``).
+        min_batch_seconds: a round's batch of calls lasts at least this long (timer resolution, overheads).
+        seed: of the shuffled order within rounds.
+    """
+    if baseline not in fns or len(fns) < 2:
+        raise UsageError(f"compare needs the baseline {baseline!r} and at least one other callable")
+    clock = clock or PerfClock()
+    load = load if load is not None else LoadMeter()
+    order, rng = list(fns), random.Random(seed)
+    timers = {name: timeit.Timer("fn()", timer=clock.now, globals={"fn": fn}) for name, fn in fns.items()}
+    load.start()
+    start = clock.now()
+    calls, estimates = _warm_up(timers, clock, start + max_seconds, min_batch_seconds)
+    readings: dict[str, list[float]] = {name: [] for name in fns}  # batch totals, for the quanta check
+    per_call: dict[str, list[float]] = {name: [] for name in fns}
+    ratios: dict[str, list[float]] = {name: [] for name in fns if name != baseline}
+    ci: dict[str, tuple[float, float] | None] = dict.fromkeys(ratios)
+    reached = False
+    for rounds in range(1, MAX_ROUNDS + 1):
+        if clock.now() - start >= max_seconds:
+            break
+        rng.shuffle(order)
+        for name in order:
+            seconds = timers[name].timeit(calls[name])
+            readings[name].append(seconds)
+            per_call[name].append(seconds / calls[name])
+        for name in ratios:
+            ratios[name].append(per_call[name][-1] / per_call[baseline][-1])
+        if rounds >= min_rounds:
+            ci = {name: median_ci(r) for name, r in ratios.items()}
+            reached = all(_within(c, statistics.median(ratios[n]), target_ci) for n, c in ci.items())
+            if reached:
+                break
+    cores = load.stop()
+    medians = {name: statistics.median(r) if r else math.nan for name, r in ratios.items()}
+    reasons = _reasons(reached, ci, medians, target_ci, max_seconds, len(per_call[baseline]), cores, readings)
+    return Comparison(
+        spreads={name: spread_of(values or [estimates[name]]) for name, values in per_call.items()},
+        ratios=medians,
+        ci={
+            name: c or (min(ratios[name], default=math.nan), max(ratios[name], default=math.nan))
+            for name, c in ci.items()
+        },
+        reliable=not reasons,
+        reasons=reasons,
+        load=cores,
+    )
+
+
+def _warm_up(
+    timers: Mapping[str, timeit.Timer], clock: Clock, deadline: float, min_batch_seconds: float
+) -> tuple[dict[str, int], dict[str, float]]:
+    """(calls per batch, per-call estimate) of each callable: one untimed call, then batches growing to size."""
+    calls: dict[str, int] = {}
+    estimates: dict[str, float] = {}
+    for name, timer in timers.items():
+        timer.timeit(1)  # first call: kernel choice, allocations, lazy init
+        n, seconds = 1, timer.timeit(1)
+        while seconds < min_batch_seconds and n < 1_000_000 and clock.now() < deadline:
+            n = min(n * 10, math.ceil(1.2 * n * min_batch_seconds / max(seconds, 1e-9)))
+            seconds = timer.timeit(n)
+        calls[name], estimates[name] = n, seconds / n
+    return calls, estimates
+
+
+def _within(ci: tuple[float, float] | None, median: float, target: float) -> bool:
+    return ci is not None and median > 0 and ci[1] <= median * (1 + target) and ci[0] >= median * (1 - target)
+
+
+def _reasons(
+    reached: bool,
+    ci: Mapping[str, tuple[float, float] | None],
+    medians: Mapping[str, float],
+    target_ci: float,
+    max_seconds: float,
+    rounds: int,
+    cores: float | None,
+    readings: Mapping[str, Sequence[float]],
+) -> tuple[str, ...]:
+    reasons = []
+    if not reached:
+        widths = [
+            f"{name} {c[0] / medians[name]:.2f}–{c[1] / medians[name]:.2f}×" if c else f"{name} (too few rounds)"
+            for name, c in ci.items()
+        ]
+        reasons.append(
+            f"95% CI of the median ratio not within ±{target_ci:.0%} after {rounds} rounds "
+            f"(cap {max_seconds:g} s): {', '.join(widths)}"
+        )
+    if cores is not None and cores > MAX_LOAD_CORES:
+        reasons.append(f"other processes used {cores:.1f} CPU cores during the run")
+    for name, values in readings.items():
+        q = quantum_clusters(values)
+        if q is not None:
+            reasons.append(f"{name}: readings cluster at multiples of {q * 1e3:g} ms (scheduler quanta)")
+    return tuple(reasons)

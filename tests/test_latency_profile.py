@@ -1,0 +1,260 @@
+"""The device profile: shapes and their costs, the roofline fit, the cache, and ``convaudit calibrate-device``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from convaudit.cli.app import main
+from convaudit.errors import EXIT_OK, EXIT_USAGE
+from convaudit.latency import calibrate as cal
+from convaudit.latency import profile as prof
+from convaudit.latency.profile import ConvShape, DeviceProfile, RooflineFit
+
+CONFIGS = [  # (cin, cout, kernel, stride, groups, size)
+    (3, 64, 7, 2, 1, 32),
+    (64, 64, 3, 1, 1, 14),
+    (32, 64, 3, 2, 4, 15),
+    (32, 32, 5, 1, 32, 16),
+    (16, 48, 3, 1, 16, 9),
+    (24, 40, 1, 1, 1, 12),
+    (24, 40, 1, 1, 2, 12),
+]
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test caches under its own XDG_CACHE_HOME."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# ---------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("cin,cout,k,s,g,size", CONFIGS)
+def test_shape_macs_and_output_size_match_a_real_conv(cin: int, cout: int, k: int, s: int, g: int, size: int) -> None:
+    shape = ConvShape.of(cin, cout, k, size, stride=s, groups=g)
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=k // 2, groups=g)
+    with FlopCounterMode(display=False) as counter:
+        out = conv(torch.randn(1, cin, size, size))
+    assert shape.output_size == tuple(out.shape[2:])
+    assert 2 * shape.macs == counter.get_total_flops()  # FLOPs = 2·MACs
+    weight = conv.weight.numel()
+    assert shape.bytes == 4 * (cin * size * size + out.numel() + weight)
+
+
+@pytest.mark.parametrize("cin,cout,k,s,g,size", CONFIGS)
+def test_kind_is_the_inventorys(cin: int, cout: int, k: int, s: int, g: int, size: int) -> None:
+    from convaudit.analysis.inventory import conv_kind
+
+    spec = type(
+        "Spec",
+        (),
+        {
+            "custom": False,
+            "transposed": False,
+            "groups": g,
+            "in_channels": cin,
+            "out_channels": cout,
+            "kernel_size": (k, k),
+        },
+    )()
+    assert ConvShape.of(cin, cout, k, size, stride=s, groups=g).kind == str(conv_kind(spec))
+
+
+def test_from_layer_and_separable_parts_cost_what_the_analysis_says() -> None:
+    import convaudit
+
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.Conv2d(16, 32, 5, padding=2, groups=2))
+    for layer in convaudit.analyze(model, input_shape=(1, 8, 20, 20)).layers:
+        shape = ConvShape.from_layer(layer, "channels_last")
+        assert (shape.macs, shape.memory_format, shape.kind) == (layer.macs, "channels_last", layer.kind)
+        for order in ("dw_pw", "pw_dw"):
+            parts = prof.separable_parts(shape, order)
+            assert sum(p.macs for p in parts) == getattr(layer.separable, order).macs
+            assert [p.kind for p in parts] == (
+                ["depthwise", "pointwise"] if order == "dw_pw" else ["pointwise", "depthwise"]
+            )
+
+
+# ---------------------------------------------------------------- the fit
+
+TRUE = {
+    "standard": RooflineFit(3e-5, 4e10, 8e9, 4.0, 4.0, 40.0, 3e6, 1.0),
+    "grouped": RooflineFit(5e-5, 2e10, 3e9, 3.0, 8.0, 30.0, 3e6, 2.0),
+    "depthwise": RooflineFit(2e-5, 1e10, 6e9, 3.0, 6.0, 80.0, 2e6, 1.5),
+    "pointwise": RooflineFit(1e-5, 3e10, 5e9, 4.0, 10.0, 30.0, 8e6, 0.5),
+}
+
+
+def synthetic(noise: float = 0.0) -> list[cal.Sample]:
+    """The calibration grid timed by known fits (contiguous only), with a deterministic ±noise wobble."""
+    samples = []
+    for i, (_, shape) in enumerate(cal.grid(seed=1, per_kind=40, sequences=0)):
+        if shape.memory_format == "contiguous":
+            wobble = math.exp(noise * math.sin(7.0 * i))
+            samples.append(cal.Sample(shape, cal.predict_one(TRUE[shape.kind], shape) * wobble))
+    return samples
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_fit_on_synthetic_timings_recovers_the_rates(noise: float) -> None:
+    fitted = cal.fit_profile(synthetic(noise), prior=prof.default_profile())
+    for kind, truth in TRUE.items():
+        fit = fitted.fits["contiguous"][kind]
+        assert fit.macs_per_second == pytest.approx(truth.macs_per_second, rel=0.05), kind
+        if kind in ("depthwise", "pointwise"):  # memory-bound on part of the grid: the byte rate is seen
+            assert fit.bytes_per_second == pytest.approx(truth.bytes_per_second, rel=0.12), kind
+        # NB: only the smallest shapes see the overhead (and the prior pulls a little)
+        assert truth.overhead_seconds / 1.6 <= fit.overhead_seconds <= truth.overhead_seconds * 1.6, kind
+        assert fit.points >= 20 and fit.rms_log_error <= noise + 0.015
+    assert fitted.fits["channels_last"] == prof.default_profile().fits["channels_last"]  # nothing measured: the prior
+    assert any("channels_last" in note and "prior kept" in note for note in fitted.notes)
+
+
+def test_sequence_factor_is_the_median_pair_over_parts() -> None:
+    shape = ConvShape.of(32, 64, 3, 28)
+    pairs = [cal.Sample(shape, 1.1 * t, t) for t in (1e-4, 2e-4, 3e-4)] + [cal.Sample(shape, 5e-4, 1e-4)]
+    fitted = cal.fit_profile(pairs, prior=prof.default_profile())
+    assert fitted.sequence_factor["contiguous"] == pytest.approx(1.1)
+    assert fitted.sequence_factor["channels_last"] == prof.default_profile().sequence_factor["channels_last"]
+
+
+def test_prediction_follows_the_regimes() -> None:
+    fit = TRUE["standard"]
+    tiny, big = ConvShape.of(8, 8, 3, 4), ConvShape.of(256, 256, 3, 56)
+    assert cal.predict_one(fit, tiny) == pytest.approx(fit.overhead_seconds, rel=0.5)  # overhead-bound
+    compute = big.macs / (fit.macs_per_second * 256 / 260 * big.pixels / (big.pixels + 40))
+    assert cal.predict_one(fit, big) == pytest.approx(fit.overhead_seconds + compute, rel=0.02)  # compute-bound
+
+
+def test_residuals_correct_the_shapes_near_them_only() -> None:
+    near, far = ConvShape.of(64, 64, 3, 28), ConvShape.of(512, 512, 3, 7, stride=2)
+    fit = dataclasses.replace(TRUE["standard"], residuals=((*prof.features(near), 0.5),))
+    shrunk = 0.5 / (1 + prof.RESIDUAL_SHRINK)  # one residual right there, pulled toward 0 by the shrinkage
+    assert fit.predict(near) == pytest.approx(cal.predict_one(fit, near) * math.exp(shrunk))
+    assert fit.predict(far) == pytest.approx(cal.predict_one(fit, far), rel=1e-3)
+    fitted = cal.fit_profile(synthetic(0.05), prior=prof.default_profile()).fits["contiguous"]["depthwise"]
+    assert len(fitted.residuals) == fitted.points and all(
+        len(r) == len(prof.features(near)) + 1 for r in fitted.residuals
+    )
+
+
+# ---------------------------------------------------------------- the profile: JSON, cache, staleness
+
+
+def a_profile(**changes: object) -> DeviceProfile:
+    key = prof.current_key()
+    base = DeviceProfile(*key, {f: dict(TRUE) for f in prof.MEMORY_FORMATS}, {"contiguous": 1.05}, budget_seconds=5.0)
+    return dataclasses.replace(base, **changes)
+
+
+def test_json_round_trip() -> None:
+    fits = {
+        f: {**TRUE, "depthwise": dataclasses.replace(TRUE["depthwise"], residuals=((1.0, 2.0, 3.0, 1.5, 0.0, 0.1),))}
+        for f in prof.MEMORY_FORMATS
+    }
+    profile = a_profile(notes=("a note",), load=0.25, fits=fits)
+    text = profile.to_json()
+    assert DeviceProfile.from_json(text) == profile
+    assert json.loads(text)["version"] == prof.PROFILE_VERSION
+    shape = ConvShape.of(64, 128, 3, 28, stride=2, memory_format="channels_last")
+    assert prof.predict_forms(DeviceProfile.from_json(text), shape) == prof.predict_forms(profile, shape)
+
+
+def test_save_then_load_from_the_user_cache(cache_home: Path) -> None:
+    profile = a_profile()
+    path = prof.save_profile(profile)
+    assert path.parent == cache_home / "convaudit" and path == prof.cache_path()
+    assert prof.load_profile() == profile
+    prof.save_profile(dataclasses.replace(profile, load=1.5))  # replaced atomically, no temporary left
+    assert prof.load_profile().load == 1.5
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_cache_falls_back_to_home_without_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert prof.cache_path().parent == tmp_path / ".cache" / "convaudit"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"torch_version": "1.0.0"}, {"cpu": "another CPU"}, {"version": prof.PROFILE_VERSION - 1}, {"device": "cuda:0"}],
+)
+def test_a_stale_profile_is_not_loaded(change: dict) -> None:
+    prof.save_profile(a_profile(**change), path=prof.cache_path())  # where this machine's profile would be
+    assert prof.load_profile() is None
+
+
+def test_threads_are_part_of_the_key() -> None:
+    threads = torch.get_num_threads()
+    prof.save_profile(a_profile())
+    assert prof.cache_path(prof.current_key(threads + 1)) != prof.cache_path()
+    assert prof.load_profile(threads=threads + 1) is None
+    assert prof.load_profile(threads=threads) is not None
+
+
+def test_a_version_bump_makes_the_cache_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    prof.save_profile(a_profile())
+    monkeypatch.setattr(prof, "PROFILE_VERSION", prof.PROFILE_VERSION + 1)
+    assert prof.load_profile() is None
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"fits": 3}', "[]"])
+def test_an_unreadable_cache_file_is_no_profile(text: str) -> None:
+    path = prof.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    assert prof.load_profile() is None
+
+
+def test_default_profile_is_uncalibrated_and_conservative() -> None:
+    default = prof.default_profile()
+    assert not default.calibrated and default.notes
+    shape = ConvShape.of(128, 128, 3, 28)
+    for part in prof.separable_parts(shape):
+        built_in = RooflineFit(*prof.BUILT_IN["contiguous"][part.kind])
+        assert prof.predict_seconds(default, part) == pytest.approx(
+            prof.DEFAULT_MARGIN * cal.predict_one(built_in, part)
+        )
+    assert prof.predict_forms(default, shape) == prof.predict_forms(prof.default_profile(), shape)  # deterministic
+
+
+# ---------------------------------------------------------------- convaudit calibrate-device
+
+
+def test_calibrate_device_writes_the_cache(cache_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibrate-device", "--budget", "5s", "--threads", "1"]) == EXIT_OK
+    out = capsys.readouterr().out
+    profile = prof.load_profile(threads=1)
+    assert profile is not None and profile.calibrated and profile.threads == 1
+    assert f"wrote {prof.cache_path(prof.current_key(1))}" in out and "1 threads" in out
+    assert sum(f.points for kinds in profile.fits.values() for f in kinds.values()) >= 8  # every group sampled early
+    assert torch.get_num_threads() == prof.current_key()[2]  # the thread count is restored
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--budget", "5x"], "--budget '5x': give a positive duration with its unit, like 90s or 2m"),
+        (["--budget", "0s"], "--budget '0s': give a positive duration"),
+        (["--budget", "10"], "--budget '10': give a positive duration"),
+        (["--threads", "0"], "--threads 0: give a positive number of threads"),
+    ],
+)
+def test_calibrate_device_bad_options_are_one_line(
+    args: list[str], message: str, cache_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["calibrate-device", *args]) == EXIT_USAGE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convaudit: error: ") and message in lines[0]
+    assert not cache_home.exists()
