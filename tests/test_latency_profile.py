@@ -98,7 +98,7 @@ TRUE = {
 def synthetic(noise: float = 0.0) -> list[cal.Sample]:
     """The calibration grid timed by known fits (contiguous only), with a deterministic ±noise wobble."""
     samples = []
-    for i, (_, shape) in enumerate(cal.grid(seed=1, per_kind=40, sequences=0)):
+    for i, (_, shape) in enumerate(cal.grid(seed=1, per_kind=50, sequences=0)):
         if shape.memory_format == "contiguous":
             wobble = math.exp(noise * math.sin(7.0 * i))
             samples.append(cal.Sample(shape, cal.predict_one(TRUE[shape.kind], shape) * wobble))
@@ -110,14 +110,24 @@ def test_fit_on_synthetic_timings_recovers_the_rates(noise: float) -> None:
     fitted = cal.fit_profile(synthetic(noise), prior=prof.default_profile())
     for kind, truth in TRUE.items():
         fit = fitted.fits["contiguous"][kind]
-        assert fit.macs_per_second == pytest.approx(truth.macs_per_second, rel=0.05), kind
+        rates, overhead = (0.03, 1.1) if noise == 0 else (0.1, 2.0)  # NB: only small shapes see the overhead
+        assert fit.macs_per_second == pytest.approx(truth.macs_per_second, rel=rates), kind
         if kind in ("depthwise", "pointwise"):  # memory-bound on part of the grid: the byte rate is seen
-            assert fit.bytes_per_second == pytest.approx(truth.bytes_per_second, rel=0.12), kind
-        # NB: only the smallest shapes see the overhead (and the prior pulls a little)
-        assert truth.overhead_seconds / 1.6 <= fit.overhead_seconds <= truth.overhead_seconds * 1.6, kind
-        assert fit.points >= 20 and fit.rms_log_error <= noise + 0.015
+            assert fit.bytes_per_second == pytest.approx(truth.bytes_per_second, rel=rates), kind
+        assert truth.overhead_seconds / overhead <= fit.overhead_seconds <= truth.overhead_seconds * overhead, kind
+        assert fit.points >= 20 and fit.rms_log_error <= noise + 0.005
     assert fitted.fits["channels_last"] == prof.default_profile().fits["channels_last"]  # nothing measured: the prior
     assert any("channels_last" in note and "prior kept" in note for note in fitted.notes)
+
+
+def test_few_shapes_only_rescale_the_prior() -> None:
+    prior = prof.default_profile().fits["contiguous"]["pointwise"]
+    shapes = [ConvShape.of(c, 2 * c, 1, 28) for c in (8, 16, 32, 64, 128)]
+    fit = cal.fit_kind([cal.Sample(s, 2 * cal.predict_one(prior, s)) for s in shapes], prior)
+    assert (fit.macs_per_second, fit.overhead_seconds) == pytest.approx(
+        (prior.macs_per_second / 2, prior.overhead_seconds * 2)
+    )
+    assert (fit.blend, fit.points, fit.rms_log_error) == (prior.blend, 5, 0.0)
 
 
 def test_sequence_factor_is_the_median_pair_over_parts() -> None:

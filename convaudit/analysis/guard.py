@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -32,7 +33,15 @@ class _ModuleState:
 
 def _tables(module: nn.Module) -> dict[str, Any]:
     """Copies of the module's dict/set attributes; None for an empty one (most hook tables): it must stay empty."""
-    return {k: (v.copy() if v else None) for k, v in vars(module).items() if isinstance(v, (dict, set))}
+    # NB: the exact-type test first: two thirds of a module's attributes are torch's own dict tables
+    return {
+        k: (v.copy() if v else None)
+        for k, v in vars(module).items()
+        if type(v) in _TABLE_TYPES or isinstance(v, (dict, set))
+    }
+
+
+_TABLE_TYPES = frozenset([dict, set, OrderedDict])
 
 
 def _restore(state: _ModuleState) -> None:

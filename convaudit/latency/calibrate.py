@@ -62,7 +62,8 @@ MAX_SHAPE_SECONDS = 0.03  #: shapes the prior predicts slower than this are left
 PER_GROUP = 4  #: shapes timed together with the reference, interleaved
 GROUP_SECONDS = 1.5  #: time cap of one group
 TARGET_CI = 0.05  #: ``compare`` stops a group when every ratio to the reference is known within ±5%
-PRIOR_WEIGHT = 1e-4  #: weight of the pull toward the prior's log-parameters, against mean squared log error
+MIN_POINTS = 24  #: shapes a group needs for a full fit (fewer: the prior, rescaled)
+PRIOR_WEIGHT = 1e-5  #: weight of the pull toward the prior's log-parameters, against mean squared log error
 PARAMS = (
     "overhead_seconds",
     "macs_per_second",
@@ -74,6 +75,11 @@ PARAMS = (
     "cache_slowdown",
 )
 BLEND, SLOWDOWN = PARAMS.index("blend"), PARAMS.index("cache_slowdown")
+#: Generic shape parameters ``fit_kind`` also starts from (with the prior's rates).
+STARTS: tuple[dict[str, float], ...] = (
+    {"blend": 4.0, "channel_half": 8.0, "pixel_half": 40.0, "cache_bytes": 4e6, "cache_slowdown": 1.0},
+    {"blend": 2.0, "channel_half": 2.0, "pixel_half": 10.0, "cache_bytes": 1e7, "cache_slowdown": 3.0},
+)
 Progress = Callable[[int, int], None]
 
 
@@ -306,33 +312,66 @@ def fit_profile(samples: Sequence[Sample], prior: DeviceProfile, prior_weight: f
 def fit_kind(
     samples: Sequence[Sample], prior: RooflineFit, prior_weight: float = PRIOR_WEIGHT, iterations: int = 200
 ) -> RooflineFit:
-    """Least squares on log seconds over log-parameters (blend as log(p - 1)), pulled weakly toward ``prior``."""
+    """Least squares on log seconds over log-parameters, pulled weakly toward ``prior``; the best of a few starts.
+
+    The starts: the prior itself, and the prior's rates with generic shape parameters (``STARTS``): the
+    surface has local minima (a blend near 1 trades against the efficiency terms). Under ``MIN_POINTS``
+    shapes only the prior's speed is rescaled (its median log error), nothing more can be told.
+    """
+    if len(samples) < MIN_POINTS:
+        return _rescaled(samples, prior)
     x = torch.tensor(
         [(s.shape.macs, s.shape.bytes, s.shape.channels_per_group, s.shape.pixels) for s in samples],
         dtype=torch.float64,
     )
     y = torch.tensor([math.log(s.seconds) for s in samples], dtype=torch.float64)
     theta0 = torch.tensor(_encode(prior), dtype=torch.float64)
-    theta = theta0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS(
-        [theta], max_iter=iterations, line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14
-    )
+    best: tuple[float, torch.Tensor] | None = None
+    for start in (prior, *(dataclasses.replace(prior, **shape) for shape in STARTS)):  # type: ignore[arg-type]
+        theta = torch.tensor(_encode(start), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS(
+            [theta],
+            max_iter=iterations,
+            max_eval=int(1.5 * iterations),
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+        )
 
-    def loss() -> torch.Tensor:
-        opt.zero_grad()
-        fit = _decode(theta)
-        pred = fit.seconds(x[:, 0], x[:, 1], x[:, 2], x[:, 3]).log()
-        value = ((pred - y) ** 2).mean() + prior_weight * ((theta - theta0) ** 2).sum()
-        value.backward()
-        return value
+        def loss(theta: torch.Tensor = theta, opt: torch.optim.Optimizer = opt) -> torch.Tensor:
+            opt.zero_grad()
+            fit = _decode(theta)
+            pred = fit.seconds(x[:, 0], x[:, 1], x[:, 2], x[:, 3]).log()
+            value = ((pred - y) ** 2).mean() + prior_weight * ((theta - theta0) ** 2).sum()
+            value.backward()
+            return value
 
-    with torch.enable_grad():
-        opt.step(loss)
-    found = _decode(theta.detach(), float)
+        with torch.enable_grad():
+            opt.step(loss)
+            value = float(loss().detach())
+        if math.isfinite(value) and (best is None or value < best[0]):
+            best = (value, theta.detach())
+    found = _decode(best[1], float) if best is not None else prior
     logs = [math.log(s.seconds / predict_one(found, s.shape)) for s in samples]
     rms = math.sqrt(statistics.fmean(r * r for r in logs))
     residuals = tuple((*features(s.shape), round(r, 4)) for s, r in zip(samples, logs, strict=True))
     return dataclasses.replace(found, points=len(samples), rms_log_error=round(rms, 4), residuals=residuals)
+
+
+def _rescaled(samples: Sequence[Sample], prior: RooflineFit) -> RooflineFit:
+    """``prior`` made uniformly faster or slower by the median log error of ``samples``."""
+    logs = [math.log(s.seconds / predict_one(prior, s.shape)) for s in samples]
+    scale = math.exp(statistics.median(logs))
+    rms = math.sqrt(statistics.fmean((r - math.log(scale)) ** 2 for r in logs))
+    return dataclasses.replace(
+        prior,
+        overhead_seconds=prior.overhead_seconds * scale,
+        macs_per_second=prior.macs_per_second / scale,
+        bytes_per_second=prior.bytes_per_second / scale,
+        points=len(samples),
+        rms_log_error=round(rms, 4),
+        residuals=(),
+    )
 
 
 def predict_one(fit: RooflineFit, shape: ConvShape) -> float:

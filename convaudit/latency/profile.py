@@ -398,9 +398,11 @@ def default_profile() -> DeviceProfile:
     fits: dict[str, dict[str, RooflineFit]] = {}
     for fmt, kinds in BUILT_IN.items():
         fits[fmt] = {}
-        for kind, (o, macs, nbytes, *rest) in kinds.items():
+        for kind, (o, macs, nbytes, blend, channels, pixels, cache, slowdown) in kinds.items():
             slow = DEFAULT_MARGIN if kind in ("depthwise", "pointwise") else 1.0
-            fits[fmt][kind] = RooflineFit(o * slow, macs / slow, nbytes / slow, *rest)
+            fits[fmt][kind] = RooflineFit(
+                o * slow, macs / slow, nbytes / slow, blend, channels, pixels, cache, slowdown
+            )
     return DeviceProfile(
         "built-in",
         "any",
