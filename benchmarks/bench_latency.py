@@ -22,6 +22,7 @@ or with ``--threads 1``.
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import statistics
 import sys
@@ -227,6 +228,10 @@ def end_to_end(profile: DeviceProfile, args: argparse.Namespace) -> bool:
                 print(f"{name} {label}: no layer to convert")
                 continue
             count = len(conversion.plan.choices)
+            if not count:
+                reasons = collections.Counter(why.split(":")[0] for _, why in conversion.plan.skipped).most_common(2)
+                print(f"{name} {label}: nothing converted, the model is unchanged (kept: {reasons})")
+                continue
             meter = LoadMeter()
             meter.start()
             before, after, reliable = measure_end_to_end(model, conversion.model, (x,), max_seconds=30.0)

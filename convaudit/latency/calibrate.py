@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from convaudit.errors import UsageError
 from convaudit.latency.profile import (
     KINDS,
     MEMORY_FORMATS,
@@ -221,7 +222,7 @@ def calibrate(
     Only CPU is calibrated; the key names the thread count. ``progress(done, total)`` after each group.
     """
     if device != "cpu":
-        raise NotImplementedError("calibration runs on the CPU only")
+        raise UsageError(f"calibrate-device runs on the CPU only, not {device!r}")
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
