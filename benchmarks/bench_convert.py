@@ -52,6 +52,7 @@ for p in (str(REPO), str(REPO / "benchmarks")):
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from bench_analysis import CpuContention  # noqa: E402
+from bench_select import load_digits_module  # noqa: E402
 
 import convaudit  # noqa: E402
 
@@ -171,12 +172,7 @@ def print_profile(fn: Callable[[], Any], top: int = 20) -> None:
 
 def bench_digits(quick: bool) -> None:
     print("(b) digits experiment (examples/digits_experiment.py" + (" --quick" if quick else "") + ")")
-    path = REPO / "examples" / "digits_experiment.py"
-    spec = importlib.util.spec_from_file_location("digits_experiment", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = load_digits_module()
     if importlib.util.find_spec("sklearn") is None:
         print("    skipped: scikit-learn is not installed (pip install '.[examples]')")
         return
