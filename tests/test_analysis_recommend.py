@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -182,7 +181,11 @@ def test_json_fields_as_the_issue_spells_them() -> None:
     e2e = EndToEnd(Spread(2e-3, 1e-4, 9), Spread(1e-3, 2e-4, 9), False, ("0",))
     doc = json.loads(json.dumps(dataclasses.replace(a, end_to_end=e2e).to_dict()))
     latency = doc["layers"][0]["latency"]
-    assert set(latency) == {"predicted_seconds", "measured_seconds", "measured_spread", "reliable", "memory_format"}
+    assert set(latency) == {"predicted_seconds", "measured_seconds", "measured_spread", "reliable", "memory_format"} | {
+        "by_format",  # 1.4: per memory format with both, else null
+        "measured_ci",  # 1.4: with --measure, else null
+    }
+    assert latency["by_format"] is None and latency["measured_ci"] is None
     assert set(latency["predicted_seconds"]) == {"original", "dw_pw", "pw_dw"}
     assert set(doc["layers"][0]["recommendation"]) == {"action", "order", "m", "reason"}
     assert doc["end_to_end"] == {
@@ -191,7 +194,7 @@ def test_json_fields_as_the_issue_spells_them() -> None:
         "reliable": False,
         "layers": ["0"],
     }
-    assert doc["schema_version"] == "1.3" and doc["measurement"] is None
+    assert doc["schema_version"] == "1.4" and doc["measurement"] is None
     assert Analysis.from_dict(doc).to_dict() == doc
     line = end_to_end_line(dataclasses.replace(a, end_to_end=e2e))
     assert line is not None and line.endswith("0.50× the time — unreliable (noisy measurement; not a result)")
@@ -214,21 +217,27 @@ def test_report_measure_times_for_real_and_flags_noise(separable_py: Path, capsy
     assert main([*args, "-o", str(out)]) == EXIT_OK
     doc = json.loads(out.read_text())
     assert doc["measurement"]["threads"] == torch.get_num_threads()
-    assert doc["measurement"]["memory_format"] == "contiguous" and doc["measurement"]["unreliable_reasons"]
+    # --measure times both memory formats (each layer in turn); the record's own figures are contiguous
+    assert doc["measurement"]["memory_format"] == "contiguous, channels_last"
+    assert doc["measurement"]["unreliable_reasons"]
     for layer in doc["layers"]:
         latency = layer["latency"]
         assert set(latency["measured_seconds"]) == set(latency["measured_spread"]) == set(FORMS)
         assert all(v > 0 for v in latency["measured_seconds"].values())
         assert latency["reliable"] is False and latency["memory_format"] == "contiguous"
+        assert list(latency["by_format"]) == ["contiguous", "channels_last"]
     e2e = doc["end_to_end"]  # both layers are exactly separable: the recommended set is both
     assert e2e["layers"] == ["a", "b"] and e2e["original"]["measured_seconds"] > 0
     assert set(e2e["recommended"]) == {"measured_seconds", "measured_spread", "runs"}
+    assert e2e["memory_format"] == "contiguous" and list(e2e["by_format"]) == ["contiguous", "channels_last"]
     assert main([*args, "--time", "-o", "-", "--format", "text"]) == EXIT_OK  # --time: the alias
     text = capsys.readouterr().out
-    rows = [line for line in text.splitlines() if line.startswith(("a ", "b ")) and "dw_pw m=" in line]
-    assert len(rows) == 2 and all(" unreliable " in row for row in rows)
+    lines = text.splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith(("a ", "b ")) and "dw_pw m=" in line]
+    # each row's measured figures wrap onto its next line (the text report fits 100 columns)
+    assert len(rows) == 2 and all(" unreliable" in lines[i + 1] for i in rows)
     # the whole model gets END_TO_END_FACTOR times the cap: on a quiet machine it may reach the interval
-    assert len([line for line in text.splitlines() if line.startswith("end to end, measured: original ")]) == 1
+    assert len([line for line in text.splitlines() if line.startswith("end to end, measured: contiguous: ")]) == 1
 
 
 def test_convert_defaults_to_the_recommended_set(separable_py: Path, tmp_path: Path) -> None:
@@ -261,20 +270,3 @@ def test_the_recommended_plan_skips_what_it_keeps(conv: ConvLayer) -> None:
 def test_recommended_chooses_order_and_m_itself(given: dict, flag: str) -> None:
     with pytest.raises(UsageError, match=f"chooses each layer's order and m itself: drop {flag}"):
         ConversionOptions(select="recommended", **given)
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_the_measure_progress_bar_shows_on_a_terminal_only() -> None:
-    from convaudit.cli.report import MeasureProgress
-
-    for stream, quiet, shown in ((io.StringIO(), False, False), (_Terminal(), True, False), (_Terminal(), False, True)):
-        bar = MeasureProgress(quiet=quiet, stream=stream)
-        bar.stage("measure layers")
-        bar(1, 2)
-        bar(2, 2)
-        bar.close()
-        assert ("measure layers" in stream.getvalue()) is shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from convaudit.documents.latency import LayerLatency
 from convaudit.documents.records import Analysis
 from convaudit.errors import UsageError
 from convaudit.formats import render
+from convaudit.formats.latency import latency_rows
 from convaudit.latency.measure import (
     MAX_INPUT_BYTES,
     measure,
@@ -127,13 +129,14 @@ def test_layers_are_timed_interleaved_on_the_clock_in_eval_and_no_grad(monkeypat
     assert list(found) == [layer.name for layer in layers] and done == [(1, 4), (2, 4), (3, 4), (4, 4)]
     for lat in found.values():
         # every batch reads one tick of one call: the harness's figures, not the machine's
-        assert lat == LayerLatency(
+        assert dataclasses.replace(lat, measured_ci=None) == LayerLatency(
             None,
             dict.fromkeys(("original", "dw_pw", "pw_dw"), TICK),
             dict.fromkeys(("original", "dw_pw", "pw_dw"), 0.0),
             True,
             "contiguous",
         )
+        assert lat.measured_ci == dict.fromkeys(("dw_pw", "pw_dw"), (1.0, 1.0))  # each ratio's CI, here exact
     assert all(c.spreads["original"].runs == 6 for c in found.comparisons.values())  # the CI's first possible size
     assert found.measurement.unreliable_reasons == () and found.measurement.load == 0.0
     assert found.measurement.threads == torch.get_num_threads()
@@ -230,3 +233,38 @@ def test_a_measured_analysis_round_trips_and_states_how_it_was_measured() -> Non
     m = a.measurement
     assert m is not None and m.threads == a.timing.threads >= 1 and m.memory_format == "contiguous"
     assert f"measured on cpu ({m.threads} threads, contiguous" in render(a, "text")
+
+
+def test_both_memory_formats_in_one_run() -> None:
+    layers = candidates(MIXED, (1, 8, 20, 20)) + candidates(nn.Conv1d(6, 12, 5), (1, 6, 30))
+    found = measure_layers(layers, memory_format="both", clock=TickClock(), load_meter=NoLoad)
+    assert found.measurement.memory_format == "contiguous, channels_last"
+    assert list(found) == [layer.name for layer in layers]
+    for name, lat in found.items():
+        # the record's own figures are contiguous (what recommendations are decided on), both in by_format
+        assert lat.memory_format == "contiguous" and list(lat.by_format or {}) == ["contiguous", "channels_last"]
+        assert (lat.by_format or {})["contiguous"] == dataclasses.replace(lat, by_format=None)
+        assert found.by_format["contiguous"][name] is found.comparisons[name]
+        assert found.by_format["channels_last"][name].spreads["original"].runs == 6
+    used = [(lat.by_format or {})["channels_last"].memory_format for lat in found.values()]
+    assert used == ["channels_last"] * 4 + ["contiguous"]  # 1-d convs have no channels_last
+
+
+def test_both_formats_through_the_analysis_and_its_json() -> None:
+    a = convaudit.analyze(
+        nets.Seed64(), input_shape=(1, 64, 16, 16), timing=True, timing_seconds=0.2, memory_format="both"
+    )
+    assert Analysis.from_dict(json.loads(render(a, "json"))) == a
+    (layer,) = a.candidates
+    lat = layer.latency
+    assert lat is not None and lat.by_format is not None and set(lat.by_format) == {"contiguous", "channels_last"}
+    for fmt, figures in lat.by_format.items():
+        assert figures.predicted_seconds and figures.measured_seconds and figures.by_format is None, fmt
+    assert lat.predicted_seconds == lat.by_format["contiguous"].predicted_seconds  # decided on contiguous
+    assert a.measurement is not None and a.measurement.memory_format == "contiguous, channels_last"
+    (row,) = latency_rows(a)
+    assert [fmt for fmt, *_ in row.other_formats] == ["channels_last"] and "; channels_last " in row.measured_text
+    assert "; channels\\_last " in render(a, "markdown")  # the other format beside; Markdown escapes the underscore
+    plain = convaudit.analyze(nets.Seed64(), input_shape=(1, 64, 16, 16), memory_format="both").candidates[0]
+    assert plain.latency is not None and plain.latency.by_format is not None  # predicted in both, nothing measured
+    assert all(f.measured_seconds is None for f in plain.latency.by_format.values())

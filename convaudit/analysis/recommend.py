@@ -24,8 +24,10 @@ from typing import Any
 
 from convaudit.documents.latency import LayerLatency, LayerTiming, Measurement, Recommendation, Timing
 from convaudit.documents.records import ConvLayer
-from convaudit.latency.measure import measure_layers
-from convaudit.latency.profile import ConvShape, DeviceProfile, default_profile, load_profile, predict_forms
+from convaudit.latency.builtin import default_profile
+from convaudit.latency.cache import load_profile
+from convaudit.latency.measure import BOTH, MEMORY_FORMATS, measure_layers
+from convaudit.latency.profile import ConvShape, DeviceProfile, predict_forms
 from convaudit.options import AnalysisOptions
 from convaudit.vocab import LAYER_ORDERS, Order
 
@@ -86,7 +88,8 @@ def with_latency(
     Returns (layers, how the measurement ran, the 1.2 ``Timing`` view of it, what the profile is).
     """
     profile, about = device_profile(options.latency_profile)
-    opts = RecommendOptions(memory_format=options.memory_format)
+    formats = MEMORY_FORMATS if options.memory_format == BOTH else (options.memory_format,)
+    opts = RecommendOptions(memory_format=formats[0])  # with both, decided on contiguous (PyTorch's default)
     # one prediction per candidate: its recommendation names the m the figures (and the measurement) are taken at
     ahead = {x.name: _predicted(x, profile, opts) for x in layers if x.candidate and x.separable}
     m_ref = {name: rec.m or 1 for name, (rec, _, _) in ahead.items()}
@@ -112,17 +115,40 @@ def with_latency(
             continue
         got = found.get(layer.name)
         rec, chosen, times = ahead[layer.name]
-        predicted = times[m_ref[layer.name]]
-        latency = (
-            dataclasses.replace(got, predicted_seconds=predicted)
-            if got is not None
-            else LayerLatency(predicted, None, None, None, options.memory_format)
-        )
+        latency = _latency(layer, got, times[m_ref[layer.name]], profile, m_ref[layer.name], formats)
         rec = _with_measured(layer, rec, chosen, got, opts)
         if options.timing and got is None:
             rec = _note(rec, f"not measured: {getattr(found, 'skipped', {}).get(layer.name, 'no time taken')}")
         out.append(dataclasses.replace(layer, latency=latency, recommendation=rec))
     return out, measurement, timing, about
+
+
+def _latency(
+    layer: ConvLayer,
+    got: LayerLatency | None,
+    predicted: dict[str, float],
+    profile: DeviceProfile,
+    m: int,
+    formats: Sequence[str],
+) -> LayerLatency:
+    """The layer's latency record: measured figures (if any) with the predicted ones, per format with two."""
+    primary = (
+        dataclasses.replace(got, predicted_seconds=predicted, by_format=None)
+        if got is not None
+        else LayerLatency(predicted, None, None, None, formats[0])
+    )
+    if len(formats) < 2:
+        return primary
+    by_format = {formats[0]: primary}
+    for fmt in formats[1:]:
+        seconds = predicted_latency(layer, profile, m, fmt)
+        other = (got.by_format or {}).get(fmt) if got is not None else None
+        by_format[fmt] = (
+            dataclasses.replace(other, predicted_seconds=seconds)
+            if other is not None
+            else LayerLatency(seconds, None, None, None, fmt)
+        )
+    return dataclasses.replace(primary, by_format=by_format)
 
 
 def _timing(layer: ConvLayer, run: Any) -> LayerTiming:

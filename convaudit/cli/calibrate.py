@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 
 from convaudit.cli.shared import Command
 from convaudit.errors import EXIT_OK, UsageError
@@ -48,18 +47,13 @@ def run(args: argparse.Namespace) -> int:
     budget = parse_budget(args.budget)
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: give a positive number of threads")
+    from convaudit.cli.progress import Progress
+    from convaudit.latency.cache import save_profile
     from convaudit.latency.calibrate import calibrate
-    from convaudit.latency.profile import save_profile
 
-    show = not args.quiet and sys.stderr.isatty()
-
-    def progress(done: int, total: int) -> None:
-        if show:
-            print(f"\rcalibrating: group {done}/{total}", end="", file=sys.stderr, flush=True)
-
-    profile = calibrate(budget, progress, threads=args.threads)
-    if show:
-        print(file=sys.stderr)
+    progress = Progress(quiet=args.quiet)
+    with progress.step("calibrate: time conv shapes", unit="group"):
+        profile = calibrate(budget, progress.steps, threads=args.threads)
     path = save_profile(profile)
     if not args.quiet:
         print(f"device: {profile.cpu} · torch {profile.torch_version} · {profile.threads} threads · {profile.device}")

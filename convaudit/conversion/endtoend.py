@@ -10,6 +10,7 @@ on copies).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from convaudit.conversion.planning import Choice, plan_conversion
 from convaudit.conversion.rewrite import rewrite
 from convaudit.documents.latency import EndToEnd
 from convaudit.documents.records import Analysis
-from convaudit.latency.measure import measure_end_to_end
+from convaudit.latency.measure import BOTH, MEMORY_FORMATS, measure_end_to_end
 from convaudit.options import ConversionOptions
 from convaudit.sources.inputs import materialize
 from convaudit.vocab import Select
@@ -46,7 +47,8 @@ def measure_recommended(
         analysis: of ``model`` at these inputs, with recommendations (any ``convaudit.analyze`` result).
         args, kwargs: the example inputs (meta tensors are replaced by seeded random ones).
         max_seconds: the time cap of the interleaved comparison.
-        memory_format: "channels_last" times copies of both models and inputs in that layout.
+        memory_format: "channels_last" times copies of both models and inputs in that layout; "both"
+            times each layout in turn (contiguous the record's figures, channels_last in ``by_format``).
     """
     plan = plan_conversion(analysis, ConversionOptions(select=Select.RECOMMENDED, leaf_types=tuple(leaf_types)))
     if not plan.choices:
@@ -56,16 +58,20 @@ def measure_recommended(
         return SeparableConv.from_conv(conv, rank=choice.rank, order=choice.order)
 
     converted, _ = rewrite(model, plan.choices, factory, leaf_types=leaf_types)
-    original = model
     real_args, real_kwargs = materialize(tuple(args)), materialize(dict(kwargs or {}))
-    if memory_format == "channels_last":
-        original = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        converted = converted.to(memory_format=torch.channels_last)
-        real_args, real_kwargs = _channels_last(real_args), _channels_last(real_kwargs)
-    before, after, reliable = measure_end_to_end(
-        original, converted, real_args, real_kwargs, max_seconds=max_seconds, progress=progress
-    )
-    return EndToEnd(before, after, reliable, tuple(c.name for c in plan.choices))
+    formats = MEMORY_FORMATS if memory_format == BOTH else (memory_format,)
+    layers = tuple(c.name for c in plan.choices)
+    found = {}
+    for fmt in formats:
+        original, copy_, a, k = model, converted, real_args, real_kwargs
+        if fmt == "channels_last":  # on copies: the user's model keeps its layout
+            original = copy.deepcopy(model).to(memory_format=torch.channels_last)
+            copy_ = copy.deepcopy(converted).to(memory_format=torch.channels_last)
+            a, k = _channels_last(real_args), _channels_last(real_kwargs)
+        before, after, reliable = measure_end_to_end(original, copy_, a, k, max_seconds=max_seconds, progress=progress)
+        found[fmt] = EndToEnd(before, after, reliable, layers, fmt)
+    primary = found[formats[0]]
+    return dataclasses.replace(primary, by_format=found) if len(formats) > 1 else primary
 
 
 def _channels_last(value: Any) -> Any:

@@ -50,6 +50,12 @@ class LayerLatency:
     measured_spread: dict[str, float] | None  #: interquartile ranges of the medians above
     reliable: bool | None  #: False: the measurement was noisy (see Measurement.unreliable_reasons); None: not measured
     memory_format: str | None  #: "contiguous" or "channels_last" of the measured figures
+    #: with both memory formats measured (1.4): format → its own figures (``by_format`` None); the fields
+    #: above are those of ``memory_format``, the one the recommendation is decided on
+    by_format: dict[str, LayerLatency] | None = None
+    #: 95% confidence interval (low, high) of each form's measured time over the original's: the median of
+    #: paired per-round ratios; a second run at the same load lands inside it 95% of the time (1.4)
+    measured_ci: dict[str, tuple[float, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class EndToEnd:
     recommended: Spread
     reliable: bool
     layers: tuple[str, ...]  #: the layers converted for ``recommended``
+    memory_format: str | None = None  #: of the figures above (None: a 1.3 document, contiguous)
+    #: with both memory formats measured (1.4): format → its own figures (``by_format`` None)
+    by_format: dict[str, EndToEnd] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,15 @@ def timing_from_dict(d: dict[str, Any] | None) -> Timing | None:
 
 
 def latency_from_dict(d: dict[str, Any] | None) -> LayerLatency | None:
-    """Rebuild a LayerLatency from its JSON form."""
-    return LayerLatency(**d) if d else None
+    """Rebuild a LayerLatency from its JSON form (1.3 and 1.4: ``by_format`` per memory format)."""
+    if not d:
+        return None
+    by_format, ci = d.get("by_format"), d.get("measured_ci")
+    if by_format:
+        d = d | {"by_format": {fmt: latency_from_dict(v) for fmt, v in by_format.items()}}
+    if ci:
+        d = d | {"measured_ci": {form: (low, high) for form, (low, high) in ci.items()}}
+    return LayerLatency(**d)
 
 
 def end_to_end_to_dict(e2e: EndToEnd) -> dict[str, Any]:
@@ -123,12 +139,17 @@ def end_to_end_to_dict(e2e: EndToEnd) -> dict[str, Any]:
     def side(s: Spread) -> dict[str, Any]:
         return {"measured_seconds": s.median_seconds, "measured_spread": s.iqr_seconds, "runs": s.runs}
 
-    return {
+    doc: dict[str, Any] = {
         "original": side(e2e.original),
         "recommended": side(e2e.recommended),
         "reliable": e2e.reliable,
         "layers": list(e2e.layers),
     }
+    if e2e.memory_format is not None:
+        doc["memory_format"] = e2e.memory_format
+    if e2e.by_format:
+        doc["by_format"] = {fmt: end_to_end_to_dict(v) for fmt, v in e2e.by_format.items()}
+    return doc
 
 
 def end_to_end_from_dict(d: dict[str, Any] | None) -> EndToEnd | None:
@@ -139,4 +160,12 @@ def end_to_end_from_dict(d: dict[str, Any] | None) -> EndToEnd | None:
     def side(s: dict[str, Any]) -> Spread:
         return Spread(s["measured_seconds"], s["measured_spread"], s["runs"])
 
-    return EndToEnd(side(d["original"]), side(d["recommended"]), d["reliable"], tuple(d["layers"]))
+    by_format = {fmt: end_to_end_from_dict(v) for fmt, v in (d.get("by_format") or {}).items()}
+    return EndToEnd(
+        side(d["original"]),
+        side(d["recommended"]),
+        d["reliable"],
+        tuple(d["layers"]),
+        d.get("memory_format"),
+        {fmt: v for fmt, v in by_format.items() if v is not None} or None,
+    )

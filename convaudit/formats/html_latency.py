@@ -9,7 +9,14 @@ import math
 from typing import Any
 
 from convaudit.documents.records import Analysis
-from convaudit.formats.latency import chart_points, end_to_end_line, latency_lines, latency_rows, profile_text
+from convaudit.formats.latency import (
+    cells,
+    chart_points,
+    end_to_end_line,
+    latency_lines,
+    latency_rows,
+    profile_text,
+)
 
 __all__ = ["latency_view"]
 
@@ -28,25 +35,17 @@ def latency_view(a: Analysis) -> dict[str, Any] | None:
     for r in rows:
         out.append(
             {
-                "name": r.name,
-                "action": r.action,
+                **cells(r),
                 "cls": "yes" if r.action == "convert" else "no",
-                "form": r.form,
-                "macs": f"{r.macs_ratio:.2f}×",
                 "macs_sort": round(r.macs_ratio, 6),
-                "bytes": f"{r.bytes_ratio:.2f}×",
                 "bytes_sort": round(r.bytes_ratio, 6),
-                "predicted": f"{r.predicted_ratio:.2f}×" if r.predicted_ratio is not None else "—",
                 "predicted_sort": round(r.predicted_ratio, 6) if r.predicted_ratio is not None else "",
                 "predicted_title": (
                     f"predicted {r.predicted_ms[0]:.3f} ms → {r.predicted_ms[1]:.3f} ms" if r.predicted_ms else None
                 ),
-                "measured": r.measured_text,
                 "measured_sort": round(r.measured_ratio, 6) if r.measured_ratio is not None else "",
                 "unreliable": r.reliable is False,
-                "energy": f"{r.energy:.0%}" if r.energy is not None else "—",
                 "energy_sort": round(r.energy, 4) if r.energy is not None else "",
-                "reason": r.reason,
             }
         )
     m = a.measurement

@@ -9,19 +9,24 @@ when the measurement was flagged. Only records are read here (no torch).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from convaudit.documents.latency import Spread
+from convaudit.documents.latency import EndToEnd, Spread
 from convaudit.documents.records import Analysis, ConvLayer
 
 __all__ = [
+    "COLUMNS",
     "LatencyRow",
+    "cells",
     "chart_points",
     "end_to_end_line",
     "latency_lines",
     "latency_rows",
     "ms",
+    "predicted_totals",
     "profile_text",
+    "slower_text",
     "spread_text",
 ]
 
@@ -47,6 +52,9 @@ class LatencyRow:
     spread_ms: tuple[float, float] | None  #: their interquartile ranges
     reliable: bool | None
     energy: float | None  #: weight energy the form keeps at m
+    #: the other memory formats measured: (format, predicted ratio, measured ratio, reliable)
+    other_formats: tuple[tuple[str, float | None, float | None, bool | None], ...] = ()
+    measured_ci: tuple[float, float] | None = None  #: 95% CI of the measured ratio
 
     @property
     def form(self) -> str:
@@ -55,12 +63,56 @@ class LatencyRow:
 
     @property
     def measured_text(self) -> str:
-        """'0.85× (2.66 ±0.05 → 2.26 ±0.04 ms)', 'unreliable' appended when flagged; '—' unmeasured."""
+        """'0.85× [0.80–0.91] (2.66 ±0.05 → 2.26 ±0.04 ms)' (the ratio's 95% CI), 'unreliable' when flagged; '—'."""
         if self.measured_ratio is None or self.measured_ms is None or self.spread_ms is None:
             return "—"
         (a, b), (da, db) = self.measured_ms, self.spread_ms
-        text = f"{self.measured_ratio:.2f}× ({a:.3f} ±{da:.3f} → {b:.3f} ±{db:.3f} ms)"
-        return text + (" unreliable" if self.reliable is False else "")
+        ci = f" [{self.measured_ci[0]:.2f}–{self.measured_ci[1]:.2f}]" if self.measured_ci else ""
+        text = f"{self.measured_ratio:.2f}×{ci} ({a:.3f} ±{da:.3f} → {b:.3f} ±{db:.3f} ms)"
+        text += " unreliable" if self.reliable is False else ""
+        for fmt, _, measured, reliable in self.other_formats:
+            if measured is not None:
+                text += f"; {fmt} {measured:.2f}×" + (" unreliable" if reliable is False else "")
+        return text
+
+    @property
+    def predicted_text(self) -> str:
+        """'0.85×', '—' without a prediction."""
+        return "—" if self.predicted_ratio is None else f"{self.predicted_ratio:.2f}×"
+
+    @property
+    def energy_text(self) -> str:
+        """'93%', '—' without weights."""
+        return "—" if self.energy is None else f"{self.energy:.0%}"
+
+
+#: The recommendation table's columns: (key of ``cells``, heading).
+COLUMNS = (
+    ("name", "layer"),
+    ("action", "recommendation"),
+    ("form", "form"),
+    ("macs", "MACs ×"),
+    ("bytes", "bytes ×"),
+    ("predicted", "predicted time ×"),
+    ("measured", "measured time ×"),
+    ("energy", "energy"),
+    ("reason", "reason"),
+)
+
+
+def cells(row: LatencyRow) -> dict[str, str]:
+    """The display strings of one row, keyed as ``COLUMNS`` (the Markdown and HTML tables show the same)."""
+    return {
+        "name": row.name,
+        "action": row.action,
+        "form": row.form,
+        "macs": f"{row.macs_ratio:.2f}×",
+        "bytes": f"{row.bytes_ratio:.2f}×",
+        "predicted": row.predicted_text,
+        "measured": row.measured_text,
+        "energy": row.energy_text,
+        "reason": row.reason,
+    }
 
 
 def latency_rows(analysis: Analysis) -> list[LatencyRow]:
@@ -97,6 +149,11 @@ def _row(layer: ConvLayer) -> LatencyRow | None:
         spread_ms=_pair(spread, order),
         reliable=lat.reliable if lat else None,
         energy=energy,
+        other_formats=tuple(
+            (fmt, _ratio(other.predicted_seconds, order), _ratio(other.measured_seconds, order), other.reliable)
+            for fmt, other in list(((lat.by_format or {}) if lat else {}).items())[1:]  # the first: the row's own
+        ),
+        measured_ci=(lat.measured_ci or {}).get(order) if lat else None,
     )
 
 
@@ -142,23 +199,43 @@ def profile_text(analysis: Analysis) -> str:
 
 
 def end_to_end_line(analysis: Analysis) -> str | None:
-    """The whole model before and after converting the recommended set, measured; None without it."""
+    """The whole model before and after converting the recommended set, measured (per format); None without it."""
     e = analysis.end_to_end
     if e is None:
         return None
+    lines = [
+        _end_to_end_text(v, fmt if len(e.by_format or {}) > 1 else None) for fmt, v in (e.by_format or {"": e}).items()
+    ]
+    return f"end to end, measured: {'; '.join(lines)}"
+
+
+def slower_text(e: EndToEnd) -> str | None:
+    """What the never-slower guard says: the recommended set measured slower (reliably or not); None if not."""
+    ratio = e.recommended.median_seconds / e.original.median_seconds if e.original.median_seconds else math.nan
+    if not ratio > 1:
+        return None
+    where = f" in {e.memory_format}" if e.memory_format else ""
+    if e.reliable:
+        return (
+            f"SLOWER: the recommended set takes {ratio:.2f}× the original's time end to end{where}; "
+            "do not convert it on this device as recommended"
+        )
+    return f"measured {ratio:.2f}× the original's time end to end{where}, but the measurement is unreliable"
+
+
+def _end_to_end_text(e: EndToEnd, fmt: str | None) -> str:
     ratio = e.recommended.median_seconds / e.original.median_seconds if e.original.median_seconds else math.nan
     flag = "" if e.reliable else " — unreliable (noisy measurement; not a result)"
+    slower = " — SLOWER than the original" if e.reliable and ratio > 1 else ""
+    head = f"{fmt}: " if fmt else ""
     return (
-        f"end to end, measured: original {spread_text(e.original)}, with the {len(e.layers)} recommended "
-        f"layers converted {spread_text(e.recommended)}: {ratio:.2f}× the time{flag}"
+        f"{head}original {spread_text(e.original)}, with the {len(e.layers)} recommended "
+        f"layers converted {spread_text(e.recommended)}: {ratio:.2f}× the time{slower}{flag}"
     )
 
 
-def latency_lines(analysis: Analysis) -> list[str]:
-    """The headline: predicted time of the candidates before/after the recommended set, measurement, end to end."""
-    rows = latency_rows(analysis)
-    if not rows:
-        return []
+def predicted_totals(analysis: Analysis, rows: Sequence[LatencyRow]) -> tuple[float, float]:
+    """Predicted milliseconds of the candidates (times their calls) as they are, and with the recommended converted."""
     layers = {layer.name: layer for layer in analysis.layers}
     before = after = 0.0
     for r in rows:
@@ -166,6 +243,15 @@ def latency_lines(analysis: Analysis) -> list[str]:
             calls = layers[r.name].calls
             before += r.predicted_ms[0] * calls
             after += (r.predicted_ms[1] if r.action == "convert" else r.predicted_ms[0]) * calls
+    return before, after
+
+
+def latency_lines(analysis: Analysis) -> list[str]:
+    """The headline: predicted time of the candidates before/after the recommended set, measurement, end to end."""
+    rows = latency_rows(analysis)
+    if not rows:
+        return []
+    before, after = predicted_totals(analysis, rows)
     chosen = sum(1 for r in rows if r.action == "convert")
     share = after / before if before else 1.0
     lines = [

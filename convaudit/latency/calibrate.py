@@ -8,9 +8,8 @@ beside their two parts for the profile's ``sequence_factor``. The shapes are dra
 of common CNNs (3-1024 channels, 7-224 pixels, 1×1-7×7 kernels, strides 1 and 2), kinds and formats taking
 turns, so a short ``budget_seconds`` still samples every group; what is left unmeasured keeps the prior.
 
-``fit_profile`` fits each (format, kind) by least squares on log time, over the log of the fit's
-parameters, with a weak pull toward the prior's (``PRIOR_WEIGHT``: a group with few shapes stays near it),
-and keeps each shape's residual for the profile's local correction.
+The fit itself is ``latency.fit`` (``fit_profile``, re-exported here), the SIMD width it pads MACs to
+``simd_lanes`` (this CPU's, as torch dispatches: measured, not fitted).
 """
 
 from __future__ import annotations
@@ -21,41 +20,33 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn as nn
 
 from convaudit.errors import UsageError
-from convaudit.latency.profile import (
-    KINDS,
-    MEMORY_FORMATS,
-    ConvShape,
-    DeviceProfile,
-    RooflineFit,
-    cache_path,
-    current_key,
-    default_profile,
-    features,
-    load_profile,
-    predict_seconds,
-    save_profile,
-    separable_parts,
-)
+from convaudit.latency.builtin import default_profile
+from convaudit.latency.cache import cache_path, current_key, load_profile, save_profile
+from convaudit.latency.fit import RESCALE_SHRINK, Sample, fit_kind, fit_profile, predict_one
+from convaudit.latency.profile import MEMORY_FORMATS, ConvShape, DeviceProfile, predict_seconds, separable_parts
 from convaudit.latency.timing import LoadMeter, compare
 
 __all__ = [
     "DEFAULT_BUDGET_SECONDS",
+    "RESCALE_SHRINK",
     "Sample",
     "cache_path",
     "calibrate",
     "default_profile",
+    "fit_kind",
     "fit_profile",
     "grid",
     "load_profile",
     "measure_grid",
+    "predict_one",
     "save_profile",
+    "simd_lanes",
+    "with_lanes",
 ]
 
 DEFAULT_BUDGET_SECONDS = 120.0
@@ -63,34 +54,7 @@ MAX_SHAPE_SECONDS = 0.03  #: shapes the prior predicts slower than this are left
 PER_GROUP = 4  #: shapes timed together with the reference, interleaved
 GROUP_SECONDS = 1.5  #: time cap of one group
 TARGET_CI = 0.05  #: ``compare`` stops a group when every ratio to the reference is known within ±5%
-MIN_POINTS = 24  #: shapes a group needs for a full fit (fewer: the prior, rescaled)
-PRIOR_WEIGHT = 1e-5  #: weight of the pull toward the prior's log-parameters, against mean squared log error
-PARAMS = (
-    "overhead_seconds",
-    "macs_per_second",
-    "bytes_per_second",
-    "blend",
-    "channel_half",
-    "pixel_half",
-    "cache_bytes",
-    "cache_slowdown",
-)
-BLEND, SLOWDOWN = PARAMS.index("blend"), PARAMS.index("cache_slowdown")
-#: Generic shape parameters ``fit_kind`` also starts from (with the prior's rates).
-STARTS: tuple[dict[str, float], ...] = (
-    {"blend": 4.0, "channel_half": 8.0, "pixel_half": 40.0, "cache_bytes": 4e6, "cache_slowdown": 1.0},
-    {"blend": 2.0, "channel_half": 2.0, "pixel_half": 10.0, "cache_bytes": 1e7, "cache_slowdown": 3.0},
-)
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One measured shape: seconds per call (for a ``sequence``, the dw→pw pair and its parts' sum too)."""
-
-    shape: ConvShape
-    seconds: float
-    parts_seconds: float | None = None  #: a dw→pw pair's dw + pw time, measured beside it
 
 
 def grid(seed: int = 0, per_kind: int = 80, sequences: int = 32) -> list[tuple[str, ConvShape]]:
@@ -123,7 +87,9 @@ def _channels(rng: random.Random, size: int, choices: Sequence[int] = CHANNELS) 
 def _draw(kind: str, rng: random.Random) -> ConvShape:
     """A random shape of ``kind`` where CNN convs are (``sequence``: a standard conv to split as dw→pw)."""
     size, stride = rng.choice(SIZES), rng.choice((1, 1, 2))
-    stem = rng.random() < 0.15 and size >= 56  # 3-channel stems, and the depthwise/pointwise parts of their rewrites
+    # 3-channel stems, and the depthwise/pointwise parts of their rewrites: the shapes bench_latency.py found
+    # worst predicted (version 2: a quarter of the large-map shapes, was 15%)
+    stem = rng.random() < 0.25 and size >= 56
     if kind == "depthwise":
         c = 3 if stem else _channels(rng, size)
         return ConvShape.of(c, c, rng.choice((3, 3, 5, 7)), size, stride=stride, groups=c)
@@ -216,10 +182,12 @@ def calibrate(
     threads: int | None = None,
     device: str = "cpu",
     seed: int = 0,
+    record: list[Sample] | None = None,
 ) -> DeviceProfile:
     """Time the grid for about ``budget_seconds`` at ``threads`` (default torch's) and fit a profile.
 
-    Only CPU is calibrated; the key names the thread count. ``progress(done, total)`` after each group.
+    Only CPU is calibrated; the key names the thread count. ``progress(done, total)`` after each group;
+    the measured samples are appended to ``record`` when given (to refit or pool them later).
     """
     if device != "cpu":
         raise UsageError(f"calibrate-device runs on the CPU only, not {device!r}")
@@ -231,7 +199,9 @@ def calibrate(
         measured, load = measure_grid(_affordable(grid(seed)), budget_seconds, progress, seed)
     finally:
         torch.set_num_threads(previous)
-    profile = fit_profile(measured, prior=default_profile())
+    if record is not None:
+        record.extend(measured)
+    profile = fit_profile(measured, prior=with_lanes(default_profile(), simd_lanes()))
     return DeviceProfile(
         key[0],
         key[1],
@@ -244,6 +214,21 @@ def calibrate(
         load=load,
         notes=profile.notes,
     )
+
+
+def simd_lanes(dtype: torch.dtype = torch.float32) -> int:
+    """fp32 elements per SIMD vector of this CPU as torch dispatches (AVX-512: 16, AVX2: 8, else 4)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    width = {"AVX512": 64, "AVX2": 32}.get(capability, 16)
+    return max(1, width // dtype.itemsize)
+
+
+def with_lanes(profile: DeviceProfile, lanes: int) -> DeviceProfile:
+    """``profile`` with every fit's ``lanes`` set (the fit then pads MACs to that width)."""
+    fits = {
+        fmt: {k: dataclasses.replace(f, lanes=lanes) for k, f in kinds.items()} for fmt, kinds in profile.fits.items()
+    }
+    return dataclasses.replace(profile, fits=fits)
 
 
 def _affordable(entries: Iterable[tuple[str, ConvShape]]) -> list[tuple[str, ConvShape]]:
@@ -285,111 +270,3 @@ def measure_grid(
         else:
             samples.append(Sample(shape, r["shape"] * ref))
     return [s for s in samples if s.seconds > 0 and math.isfinite(s.seconds)], meter.stop()
-
-
-def fit_profile(samples: Sequence[Sample], prior: DeviceProfile, prior_weight: float = PRIOR_WEIGHT) -> DeviceProfile:
-    """Fit every (format, kind) with samples; the rest keep ``prior``'s fit. Sequence samples give the factor."""
-    fits: dict[str, dict[str, RooflineFit]] = {}
-    factors: dict[str, float] = {}
-    notes = []
-    for fmt in MEMORY_FORMATS:
-        fits[fmt] = {}
-        for kind in KINDS:
-            pts = [
-                s for s in samples if s.parts_seconds is None and (s.shape.memory_format, s.shape.kind) == (fmt, kind)
-            ]
-            base = prior.fits[fmt][kind]
-            fits[fmt][kind] = fit_kind(pts, base, prior_weight) if pts else base
-            if not pts:
-                notes.append(f"{fmt} {kind}: no shape measured, prior kept")
-        logs = [
-            math.log(s.seconds / s.parts_seconds) for s in samples if s.parts_seconds and s.shape.memory_format == fmt
-        ]
-        # NB: the median, robust to an outlying pair; a fitted factor · parts + seconds did worse on bench_latency.py
-        factors[fmt] = math.exp(statistics.median(logs)) if logs else prior.sequence_factor.get(fmt, 1.0)
-    return DeviceProfile(*prior.key, fits, factors, calibrated=True, notes=tuple(notes))
-
-
-def fit_kind(
-    samples: Sequence[Sample], prior: RooflineFit, prior_weight: float = PRIOR_WEIGHT, iterations: int = 200
-) -> RooflineFit:
-    """Least squares on log seconds over log-parameters, pulled weakly toward ``prior``; the best of a few starts.
-
-    The starts: the prior itself, and the prior's rates with generic shape parameters (``STARTS``): the
-    surface has local minima (a blend near 1 trades against the efficiency terms). Under ``MIN_POINTS``
-    shapes only the prior's speed is rescaled (its median log error), nothing more can be told.
-    """
-    if len(samples) < MIN_POINTS:
-        return _rescaled(samples, prior)
-    x = torch.tensor(
-        [(s.shape.macs, s.shape.bytes, s.shape.channels_per_group, s.shape.pixels) for s in samples],
-        dtype=torch.float64,
-    )
-    y = torch.tensor([math.log(s.seconds) for s in samples], dtype=torch.float64)
-    theta0 = torch.tensor(_encode(prior), dtype=torch.float64)
-    best: tuple[float, torch.Tensor] | None = None
-    for start in (prior, *(dataclasses.replace(prior, **shape) for shape in STARTS)):  # type: ignore[arg-type]
-        theta = torch.tensor(_encode(start), dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS(
-            [theta],
-            max_iter=iterations,
-            max_eval=int(1.5 * iterations),
-            line_search_fn="strong_wolfe",
-            tolerance_grad=1e-9,
-            tolerance_change=1e-12,
-        )
-
-        def loss(theta: torch.Tensor = theta, opt: torch.optim.Optimizer = opt) -> torch.Tensor:
-            opt.zero_grad()
-            fit = _decode(theta)
-            pred = fit.seconds(x[:, 0], x[:, 1], x[:, 2], x[:, 3]).log()
-            value = ((pred - y) ** 2).mean() + prior_weight * ((theta - theta0) ** 2).sum()
-            value.backward()
-            return value
-
-        with torch.enable_grad():
-            opt.step(loss)
-            value = float(loss().detach())
-        if math.isfinite(value) and (best is None or value < best[0]):
-            best = (value, theta.detach())
-    found = _decode(best[1], float) if best is not None else prior
-    logs = [math.log(s.seconds / predict_one(found, s.shape)) for s in samples]
-    rms = math.sqrt(statistics.fmean(r * r for r in logs))
-    residuals = tuple((*features(s.shape), round(r, 4)) for s, r in zip(samples, logs, strict=True))
-    return dataclasses.replace(found, points=len(samples), rms_log_error=round(rms, 4), residuals=residuals)
-
-
-def _rescaled(samples: Sequence[Sample], prior: RooflineFit) -> RooflineFit:
-    """``prior`` made uniformly faster or slower by the median log error of ``samples``."""
-    logs = [math.log(s.seconds / predict_one(prior, s.shape)) for s in samples]
-    scale = math.exp(statistics.median(logs))
-    rms = math.sqrt(statistics.fmean((r - math.log(scale)) ** 2 for r in logs))
-    return dataclasses.replace(
-        prior,
-        overhead_seconds=prior.overhead_seconds * scale,
-        macs_per_second=prior.macs_per_second / scale,
-        bytes_per_second=prior.bytes_per_second / scale,
-        points=len(samples),
-        rms_log_error=round(rms, 4),
-        residuals=(),
-    )
-
-
-def predict_one(fit: RooflineFit, shape: ConvShape) -> float:
-    """``fit``'s roofline time for ``shape`` (no residual correction)."""
-    return float(fit.seconds(shape.macs, shape.bytes, shape.channels_per_group, shape.pixels))
-
-
-def _encode(fit: RooflineFit) -> list[float]:
-    """The fitted parameters as logs, so each stays positive: the blend as log(p - 1), the slowdown as log(1 + r)."""
-    values = [getattr(fit, name) for name in PARAMS]
-    values[BLEND] -= 1
-    values[SLOWDOWN] += 1
-    return [math.log(max(v, 1e-3)) for v in values]
-
-
-def _decode(theta: torch.Tensor, cast: Callable[[torch.Tensor], Any] = lambda t: t) -> RooflineFit:
-    """``_encode``'s inverse (tensor fields while fitting, ``cast=float`` for the result)."""
-    values = [cast(v) for v in theta.exp()]
-    values[BLEND], values[SLOWDOWN] = values[BLEND] + 1, values[SLOWDOWN] - 1
-    return RooflineFit(**dict(zip(PARAMS, values, strict=True)))

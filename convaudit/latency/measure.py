@@ -13,6 +13,7 @@ reason. ``measure_end_to_end`` times two whole models the same way; ``measure`` 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from convaudit.errors import UsageError
 from convaudit.latency.timing import MAX_LOAD_CORES, Clock, Comparison, LoadMeter, LoadProbe, PerfClock, compare
 
 __all__ = [
+    "BOTH",
     "MAX_INPUT_BYTES",
     "MEMORY_FORMATS",
     "MeasuredLayers",
@@ -39,6 +41,7 @@ __all__ = [
 #: Layers with a tensor (input, intermediate or output) larger than this are not timed.
 MAX_INPUT_BYTES = 512 * 1024**2
 MEMORY_FORMATS = ("contiguous", "channels_last")
+BOTH = "both"  #: ``measure_layers(memory_format=BOTH)``: each layer in both formats, in turn
 
 # the class follows layer.dims, so its argument types (per-class tuple lengths, padding_mode) are checked at run time
 _CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -49,9 +52,10 @@ Progress = Callable[[int, int], None]
 class MeasuredLayers(dict[str, LayerLatency]):
     """``measure_layers``' result: layer name → LayerLatency for every layer timed, plus how the run went.
 
-    Attributes: ``measurement`` (threads, device, memory format, load, unreliable reasons),
+    Attributes: ``measurement`` (threads, device, memory format(s), load, unreliable reasons),
     ``skipped`` (name → why it was not timed; those names are not keys), ``comparisons`` (name →
-    the ``Comparison``, with its ratios and confidence intervals).
+    the ``Comparison`` of the first memory format, with its ratios and confidence intervals),
+    ``by_format`` (memory format → name → its ``Comparison``).
     """
 
     def __init__(
@@ -60,9 +64,11 @@ class MeasuredLayers(dict[str, LayerLatency]):
         measurement: Measurement,
         skipped: Mapping[str, str],
         comparisons: Mapping[str, Comparison],
+        by_format: Mapping[str, Mapping[str, Comparison]] | None = None,
     ) -> None:
         super().__init__(layers)
         self.measurement, self.skipped, self.comparisons = measurement, dict(skipped), dict(comparisons)
+        self.by_format = {fmt: dict(c) for fmt, c in (by_format or {measurement.memory_format: comparisons}).items()}
 
 
 def measure_layers(
@@ -91,7 +97,9 @@ def measure_layers(
 
     Args:
         layers: the analysis' ConvLayer records; non-candidates are ignored.
-        memory_format: "contiguous" or "channels_last" (stand-ins and input converted to it).
+        memory_format: "contiguous" or "channels_last" (stand-ins and input converted to it), or
+            "both": each layer in both in turn (contiguous first: the figures of ``LayerLatency``,
+            channels_last in its ``by_format``); the caps hold per layer and format.
         multipliers: layer name → channel multiplier m for both separable forms (default: the m of
             ``layer.separable``'s costs, 1).
         forms: which of ``FORMS`` to time (``original`` always is).
@@ -99,8 +107,10 @@ def measure_layers(
         progress: called as ``progress(done, total)`` after each layer.
         clock, load_meter: injectable for tests.
     """
-    if memory_format not in MEMORY_FORMATS:
-        raise UsageError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, not {memory_format!r}")
+    if memory_format not in (*MEMORY_FORMATS, BOTH):
+        choices = ", ".join((*MEMORY_FORMATS, BOTH))
+        raise UsageError(f"memory_format must be one of {choices}, not {memory_format!r}")
+    formats = MEMORY_FORMATS if memory_format == BOTH else (memory_format,)
     forms = ("original", *(f for f in FORMS if f in forms and f != "original"))
     todo = [layer for layer in layers if layer.candidate and layer.separable]
     clock = clock or PerfClock(device)
@@ -110,42 +120,60 @@ def measure_layers(
     run_meter = load_meter()
     run_meter.start()
     start, found, skipped, comparisons = clock.now(), {}, {}, {}
+    by_format: dict[str, dict[str, Comparison]] = {fmt: {} for fmt in formats}
     try:
         for done, layer in enumerate(todo, 1):
-            left = math.inf if max_seconds is None else max_seconds - (clock.now() - start)
-            budget = min(max_seconds_per_layer, left / (len(todo) - done + 1))
             m = (multipliers or {}).get(layer.name)
-            try:
-                if budget <= 0:
-                    raise _Skip(f"the whole-run cap of {max_seconds:g} s was used up")
-                comparison, used = _time_layer(
-                    layer, m, forms, memory_format, device, budget, target_ci, clock, load_meter
-                )
-            except _Skip as skip:
-                skipped[layer.name] = str(skip)
-            else:
-                comparisons[layer.name] = comparison
-                found[layer.name] = LayerLatency(
-                    predicted_seconds=None,
-                    measured_seconds={f: comparison.spreads[f].median_seconds for f in forms},
-                    measured_spread={f: comparison.spreads[f].iqr_seconds for f in forms},
-                    reliable=comparison.reliable,
-                    memory_format=used,
-                )
+            per_format: dict[str, LayerLatency] = {}
+            for i, fmt in enumerate(formats):  # per layer both formats in turn: a drift in load hits both alike
+                left = math.inf if max_seconds is None else max_seconds - (clock.now() - start)
+                budget = min(max_seconds_per_layer, left / ((len(todo) - done + 1) * len(formats) - i))
+                try:
+                    if budget <= 0:
+                        raise _Skip(f"the whole-run cap of {max_seconds:g} s was used up")
+                    comparison, used = _time_layer(layer, m, forms, fmt, device, budget, target_ci, clock, load_meter)
+                except _Skip as skip:
+                    if i == 0:
+                        skipped[layer.name] = str(skip)
+                        break
+                    continue
+                by_format[fmt][layer.name] = comparison
+                per_format[fmt] = _latency(comparison, forms, used)
+            if per_format:
+                comparisons[layer.name] = by_format[formats[0]][layer.name]
+                primary = per_format[formats[0]]
+                found[layer.name] = dataclasses.replace(primary, by_format=per_format) if len(formats) > 1 else primary
             if progress:
                 progress(done, len(todo))
         run_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
     cores = run_meter.stop()
-    reasons = [f"{name}: {reason}" for name, c in comparisons.items() for reason in c.reasons]
+    reasons = [
+        f"{name}{'' if len(formats) == 1 else f' ({fmt})'}: {reason}"
+        for fmt in formats
+        for name, c in by_format[fmt].items()
+        for reason in c.reasons
+    ]
     reasons += [f"{name}: not measured: {why}" for name, why in skipped.items()]
     if cores is not None and cores > MAX_LOAD_CORES:
         # with threads > 1 one descheduled thread stalls every parallel op for a scheduler slice
         hint = f"; with {run_threads} threads, times are more repeatable with 1" if run_threads > 1 else ""
         reasons.insert(0, f"other processes used {cores:.1f} CPU cores during the run{hint}")
-    measurement = Measurement(run_threads, str(device), memory_format, cores, tuple(reasons))
-    return MeasuredLayers(found, measurement, skipped, comparisons)
+    measurement = Measurement(run_threads, str(device), ", ".join(formats), cores, tuple(reasons))
+    return MeasuredLayers(found, measurement, skipped, comparisons, by_format)
+
+
+def _latency(comparison: Comparison, forms: Sequence[str], memory_format: str) -> LayerLatency:
+    """The measured figures of one comparison (``predicted_seconds`` left to the caller)."""
+    return LayerLatency(
+        predicted_seconds=None,
+        measured_seconds={f: comparison.spreads[f].median_seconds for f in forms},
+        measured_spread={f: comparison.spreads[f].iqr_seconds for f in forms},
+        reliable=comparison.reliable,
+        memory_format=memory_format,
+        measured_ci={f: ci for f in forms if (ci := comparison.ci.get(f)) and all(map(math.isfinite, ci))} or None,
+    )
 
 
 class _Skip(Exception):

@@ -4,14 +4,19 @@ Depthwise convs are memory-bound, dense convs compute-bound, pointwise convs in 
 #1708, #18631), so a MAC ratio is no speed-up. A :class:`DeviceProfile` holds, per conv kind
 (standard, grouped, depthwise, pointwise) and memory format, a :class:`RooflineFit`::
 
-    seconds = overhead + ((macs / (mac_rate · eff))^p + (bytes / byte_rate · cache)^p)^(1/p)
+    seconds = overhead + ((vector_macs / (mac_rate · eff))^p + (bytes / byte_rate · cache)^p)^(1/p)
     eff     = c / (c + channel_half) · P / (P + pixel_half)
     cache   = 1 + cache_slowdown · bytes / (bytes + cache_bytes)
 
 a soft maximum of the compute-bound and the memory-bound time (``p`` = ``blend``; p → ∞ is the
-roofline's max), with the MAC rate lowered for few channels per group ``c`` (vector lanes left idle:
-the 3-channel stems) and few output pixels ``P`` (N·∏output; too little work to split), and the byte
-rate lowered for tensors that outgrow the caches. ``bytes`` = input + output + weight bytes. What the
+roofline's max). ``vector_macs`` are the MACs as the SIMD units execute them: the channels a kernel
+vectorises over (a depthwise conv's channels, a dense conv's output channels) rounded up to a
+multiple of the profile's ``lanes`` (16 fp32 lanes with AVX-512), so a 3-channel depthwise conv
+pays for 16 (version 2; measured: the smooth channel term alone left 3-channel depthwise convs at
+large maps +0.14 to +0.43 in log time and 16-32-channel ones -0.25). The MAC rate is further lowered
+for a short reduction ``c`` (channels per group: the 3-channel stems) and few output pixels ``P``
+(N·∏output; too little work to split), and the byte rate for tensors that outgrow the caches.
+``bytes`` = input + output + weight bytes. What the
 roofline misses (a kernel library's choice of algorithm for one region of shapes: NCHW 3-channel convs,
 channels_last convs on 7×7 maps) is corrected from the residuals of the measured shapes nearby
 (``RooflineFit.correction``). ``calibrate.calibrate`` fits it on this machine; without that,
@@ -26,15 +31,9 @@ The profile is keyed by CPU model, torch version, thread count and device, and v
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import os
-import platform
-import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from convaudit.documents.records import ConvLayer
@@ -46,19 +45,15 @@ __all__ = [
     "ConvShape",
     "DeviceProfile",
     "RooflineFit",
-    "cache_path",
-    "cpu_model",
-    "current_key",
-    "default_profile",
-    "load_profile",
+    "features",
+    "kind_of",
     "predict_forms",
     "predict_seconds",
-    "save_profile",
     "separable_parts",
 ]
 
 #: Bumped whenever the model form or the calibration changes: older cache files are stale.
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  #: 2: MACs padded to the SIMD lanes (``ConvShape.vector_macs``)
 KINDS = ("standard", "grouped", "depthwise", "pointwise")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 #: Bytes per element by dtype name (``ConvLayer.dtype`` spells them so); others count as 4.
@@ -152,6 +147,17 @@ class ConvShape:
         )
         return (numel + weight) * ITEMSIZE.get(self.dtype, 4)
 
+    def vector_macs(self, lanes: int = 1) -> int:
+        """MACs with the vectorised channels padded to a multiple of ``lanes`` (idle SIMD lanes count).
+
+        Vectorised: a depthwise conv's channels, a dense (groups 1) conv's output channels; grouped convs
+        are not padded (their kernels vectorise across groups).
+        """
+        if lanes <= 1 or self.kind == "grouped":
+            return self.macs
+        c = self.in_channels if self.kind == "depthwise" else self.out_channels
+        return self.macs * (-(-c // lanes) * lanes) // c
+
     @property
     def channels_per_group(self) -> int:
         """What one output sums over: Cin/g (a depthwise conv's channels instead: its parallel work)."""
@@ -179,6 +185,7 @@ class RooflineFit:
     pixel_half: float = 0.0  #: output pixels at which the MAC rate is halved
     cache_bytes: float = 4e6  #: tensors of this size move at a rate halfway to the slower one
     cache_slowdown: float = 0.0  #: far beyond ``cache_bytes`` bytes move (1 + this) times slower
+    lanes: int = 1  #: SIMD width (elements) the vectorised channels are padded to; measured, not fitted
     points: int = 0  #: measured shapes it was fitted on (0: built in)
     rms_log_error: float | None = None  #: of the fit on those shapes (after the residual correction)
     #: per measured shape (``features``..., log(measured / roofline)): what the roofline missed, nearby
@@ -193,7 +200,9 @@ class RooflineFit:
 
     def predict(self, shape: ConvShape) -> float:
         """The roofline's time for ``shape``, corrected by the residuals of the measured shapes near it."""
-        roofline = float(self.seconds(shape.macs, shape.bytes, shape.channels_per_group, shape.pixels))
+        roofline = float(
+            self.seconds(shape.vector_macs(self.lanes), shape.bytes, shape.channels_per_group, shape.pixels)
+        )
         return roofline * math.exp(self.correction(features(shape))) if self.residuals else roofline
 
     def correction(self, at: tuple[float, ...]) -> float:
@@ -311,105 +320,25 @@ def predict_forms(profile: DeviceProfile, shape: ConvShape, m: int = 1) -> dict[
     return times
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what ``platform`` says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), flags=re.M)
-        if match:
-            return match[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def current_key(threads: int | None = None, device: str = "cpu") -> tuple[str, str, int, str]:
-    """This machine's profile key: (CPU model, torch version, threads (default torch's), device)."""
-    import torch
-
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_model()
-    return (name, torch.__version__, threads or torch.get_num_threads(), device)
-
-
-def cache_path(key: tuple[str, str, int, str] | None = None) -> Path:
-    """Where the profile of ``key`` (default: this machine's) is cached: $XDG_CACHE_HOME or ~/.cache, /convaudit/."""
-    cpu, torch_version, threads, device = key or current_key()
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convaudit"
-    digest = hashlib.sha256(f"{cpu}|{torch_version}".encode()).hexdigest()[:12]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-")
-    return root / f"device-{slug}-{threads}t-{digest}.json"
-
-
-def load_profile(threads: int | None = None, device: str = "cpu", path: Path | None = None) -> DeviceProfile | None:
-    """The cached profile of this machine, or None when absent, unreadable or stale (other key or version)."""
-    key = current_key(threads, device)
-    try:
-        profile = DeviceProfile.from_json((path or cache_path(key)).read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return profile if profile.version == PROFILE_VERSION and profile.key == key else None
-
-
-def save_profile(profile: DeviceProfile, path: Path | None = None) -> Path:
-    """Write ``profile`` to ``path`` (default: its cache path) atomically: a temporary file, then a rename."""
-    target = Path(path) if path is not None else cache_path(profile.key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(profile.to_json())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-#: The roofline fitted on the development machine (a 2-core AMD EPYC, torch 2.14.1, 1 thread; three
-#: calibrations pooled, 110-170 shapes per group, rms log error 0.20-0.46), rounded to 3 digits: per memory
-#: format and kind the fields of ``RooflineFit`` from ``overhead_seconds`` to ``cache_slowdown``. No
-#: residual correction: another machine's quirks are not this one's.
-BUILT_IN: dict[str, dict[str, tuple[float, ...]]] = {
-    "contiguous": {
-        "standard": (8.63e-05, 3.44e10, 2.23e10, 2.19, 0.253, 3.41, 7.36e06, 15.7),
-        "grouped": (1.15e-04, 5.97e10, 4.05e09, 16.4, 17.1, 24.1, 1.02e07, 3.77),
-        "depthwise": (9.84e-05, 3.59e10, 7.67e09, 1.46, 22.8, 25.5, 6.61e06, 1.54),
-        "pointwise": (2.01e-05, 3.30e10, 1.19e10, 1.08, 0.705, 4.61, 1.84e07, 3.8),
-    },
-    "channels_last": {
-        "standard": (6.51e-05, 3.91e10, 2.48e10, 1.76, 0.267, 6.32, 1.54e08, 93.9),
-        "grouped": (7.58e-05, 5.36e10, 7.31e09, 1.7, 9.15, 14.9, 1.36e06, 1.8),
-        "depthwise": (6.77e-05, 2.87e10, 1.99e10, 2.04, 8.31, 45.2, 6.76e06, 2.3),
-        "pointwise": (2.58e-05, 3.72e10, 1.40e10, 1.13, 0.652, 2.45, 2.33e06, 2.24),
-    },
+#: Names that moved out of this module (``cache``, ``builtin``), still importable from it.
+MOVED = {
+    "cache_path": "cache",
+    "cpu_model": "cache",
+    "current_key": "cache",
+    "load_profile": "cache",
+    "save_profile": "cache",
+    "BUILT_IN": "builtin",
+    "DEFAULT_MARGIN": "builtin",
+    "LANES": "builtin",
+    "SEQUENCE": "builtin",
+    "default_profile": "builtin",
 }
-#: ``DeviceProfile.sequence_factor`` as fitted with ``BUILT_IN``.
-SEQUENCE: dict[str, float] = {"contiguous": 1.17, "channels_last": 1.19}
-#: The default profile predicts separable forms this much slower than the fit: a conversion it
-#: recommends must pay off by this margin on a machine nobody calibrated.
-DEFAULT_MARGIN = 1.25
 
 
-def default_profile() -> DeviceProfile:
-    """The conservative built-in profile: ``BUILT_IN``'s fit, depthwise and pointwise ``DEFAULT_MARGIN`` slower.
+def __getattr__(name: str) -> Any:
+    """``from convaudit.latency.profile import load_profile`` (and the rest of ``MOVED``) keeps working."""
+    if name in MOVED:
+        import importlib
 
-    Used when no calibrated profile is cached (reports say "uncalibrated"); deterministic, so tests can pin it.
-    """
-    fits: dict[str, dict[str, RooflineFit]] = {}
-    for fmt, kinds in BUILT_IN.items():
-        fits[fmt] = {}
-        for kind, (o, macs, nbytes, blend, channels, pixels, cache, slowdown) in kinds.items():
-            slow = DEFAULT_MARGIN if kind in ("depthwise", "pointwise") else 1.0
-            fits[fmt][kind] = RooflineFit(
-                o * slow, macs / slow, nbytes / slow, blend, channels, pixels, cache, slowdown
-            )
-    return DeviceProfile(
-        "built-in",
-        "any",
-        0,
-        "cpu",
-        fits,
-        dict.fromkeys(MEMORY_FORMATS, 1.0),
-        calibrated=False,
-        notes=(f"uncalibrated: built-in profile, separable forms predicted {DEFAULT_MARGIN:g}× slower than fitted",),
-    )
+        return getattr(importlib.import_module(f"convaudit.latency.{MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
