@@ -24,8 +24,8 @@ __all__ = [
 EXIT_OK = 0  #: success (also: a model without convolutions, reported as such)
 EXIT_FAILURE = 1  #: the model could not be loaded, traced, analysed or converted (or no conversion meets the bound)
 EXIT_USAGE = 2  #: bad command line: unknown option, malformed --input-shape, missing file
-#: reserved for ``convaudit check`` (a model over its MAC/params/latency budgets); that command is not built
-#: yet, so nothing exits with 3 today. Kept so that scripts can rely on the code before it arrives.
+#: a budget check failed: ``convaudit check`` (a model over its MAC/params/latency budgets) or
+#: ``convaudit diff --fail-on-increase``
 EXIT_BUDGET = 3
 
 

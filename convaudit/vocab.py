@@ -129,3 +129,4 @@ class Format(Vocabulary):
     JSON = "json"
     TEXT = "text"
     MARKDOWN = "markdown"
+    SARIF = "sarif"  #: SARIF 2.1.0, for code scanning (report and check)

@@ -22,7 +22,7 @@ def conversion():
 
 
 def test_each_document_has_its_own_renderers(conversion) -> None:
-    assert available_formats(Analysis) == ["html", "json", "markdown", "text"]
+    assert available_formats(Analysis) == ["html", "json", "markdown", "sarif", "text"]
     assert available_formats(ConversionReport) == ["html", "json", "text"]
     assert render(conversion.analysis, "text") != render(conversion.report, "text")
     assert "measured = predicted" in render(conversion.report, "text")

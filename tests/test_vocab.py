@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
         (TracePath, ["fx", "hooks", "real"]),
         (Mode, ["eval", "train"]),
         (WeightsOrigin, ["loaded", "model file", "initialised", "as given"]),
-        (Format, ["html", "json", "text", "markdown"]),
+        (Format, ["html", "json", "text", "markdown", "sarif"]),
     ],
 )
 def test_members_are_their_strings(vocabulary: type, values: list[str]) -> None:

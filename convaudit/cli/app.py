@@ -2,8 +2,8 @@
 
 Exit codes (defined in :mod:`convaudit.errors`): 0 ok (a model without convs is reported, exit 0) ·
 1 analysis, trace or load failure · 2 usage error (bad option, missing file, existing output) ·
-3 reserved for budget checks (``convaudit check``, not built yet). Errors are one line; ``--debug`` adds
-the traceback.
+3 a budget check failed (``convaudit check`` over a budget, ``convaudit diff --fail-on-increase``).
+Errors are one line; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from convaudit import __version__
-from convaudit.cli import calibrate, convert, report
+from convaudit.cli import calibrate, check, convert, diff, report
 from convaudit.cli.channel import data_channel
 from convaudit.cli.shared import Command
 from convaudit.errors import EXIT_FAILURE, ConvauditError
@@ -23,7 +23,7 @@ from convaudit.outputs.files import Terminated, signals_as_exceptions
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS: tuple[Command, ...] = (report.COMMAND, convert.COMMAND, calibrate.COMMAND)
+COMMANDS: tuple[Command, ...] = (report.COMMAND, convert.COMMAND, check.COMMAND, diff.COMMAND, calibrate.COMMAND)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
             "Find every k×k convolution in a PyTorch model, cost it, and say what a depthwise-separable rewrite "
             "would save."
         ),
-        epilog="Exit codes: 0 ok · 1 load/trace/analysis failure · 2 usage error · 3 reserved for budget checks.",
+        epilog="Exit codes: 0 ok · 1 load/trace/analysis failure · 2 usage error · 3 a budget check failed.",
     )
     parser.add_argument("--version", action="version", version=f"convaudit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

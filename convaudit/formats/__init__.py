@@ -13,6 +13,8 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
+from convaudit.documents.check import CheckResult
+from convaudit.documents.diff import ModelDiff
 from convaudit.documents.records import Analysis, ConversionReport
 from convaudit.errors import ConvauditError, UsageError
 from convaudit.vocab import Format
@@ -39,6 +41,7 @@ SUFFIXES: dict[str, str] = {
     ".json": Format.JSON,
     ".txt": Format.TEXT,
     ".md": Format.MARKDOWN,
+    ".sarif": Format.SARIF,
 }
 
 #: (document type, format name) → the renderer, or "module:function" until first used.
@@ -65,9 +68,17 @@ register_format(Analysis, Format.HTML, "convaudit.formats.html:render_html")
 register_format(Analysis, Format.JSON, "convaudit.formats.json:render_json")
 register_format(Analysis, Format.TEXT, "convaudit.formats.text:render_text")
 register_format(Analysis, Format.MARKDOWN, "convaudit.formats.markdown:render_markdown")
+register_format(Analysis, Format.SARIF, "convaudit.formats.sarif:render_sarif")
 register_format(ConversionReport, Format.TEXT, "convaudit.formats.conversion:render_conversion_text")
 register_format(ConversionReport, Format.HTML, "convaudit.formats.conversion:render_conversion_html")
 register_format(ConversionReport, Format.JSON, "convaudit.formats.json:render_conversion_json")
+register_format(CheckResult, Format.TEXT, "convaudit.formats.check:render_check_text")
+register_format(CheckResult, Format.JSON, "convaudit.formats.check:render_check_json")
+register_format(CheckResult, Format.SARIF, "convaudit.formats.sarif:render_check_sarif")
+register_format(ModelDiff, Format.TEXT, "convaudit.formats.diff:render_diff_text")
+register_format(ModelDiff, Format.JSON, "convaudit.formats.diff:render_diff_json")
+register_format(ModelDiff, Format.MARKDOWN, "convaudit.formats.diff_markdown:render_diff_markdown")
+register_format(ModelDiff, Format.HTML, "convaudit.formats.diff_html:render_diff_html")
 
 
 def available_formats(document: type = Analysis) -> list[str]:

@@ -1,8 +1,8 @@
 """How a report says it was written by convaudit, so that ``--force`` replaces only our own files.
 
 HTML carries ``<meta name="generator" content="convaudit">`` in its head; JSON is the schema document
-(``schema_version`` and its top-level keys); text ends with ``— convaudit VERSION`` and Markdown with an
-invisible ``<!-- generator: convaudit VERSION -->`` line.
+(``schema_version`` and its top-level keys; a diff or a batch index: ``"generator": "convaudit"``, its ``"document"``);
+text ends with ``— convaudit VERSION`` and Markdown with an invisible ``<!-- generator: convaudit VERSION -->`` line.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ _TEXT_LAST = re.compile(r"— convaudit \S+")
 _MARKDOWN_LAST = re.compile(r"<!-- generator: convaudit \S+ -->")
 #: Keys every JSON report has (docs/schema.md, "Analysis"); a document with all of them is ours.
 _JSON_KEYS = frozenset({"schema_version", "model", "model_class", "input_shapes", "trace_path", "layers", "totals"})
+#: Other JSON documents of ours: (generator, document); a batch's index.json is one (convaudit.batch).
+_OWN_DOCUMENTS = frozenset({("convaudit", "diff"), ("convaudit", "batch index"), ("convaudit", "check")})
 
 
 def _version() -> str:
@@ -46,7 +48,20 @@ def is_convaudit_report(data: bytes) -> bool:
             doc = json.loads(text)
         except ValueError:
             return False
-        return isinstance(doc, dict) and doc.keys() >= _JSON_KEYS and isinstance(doc["schema_version"], str)
+        if _is_our_sarif(doc):
+            return True
+        if not isinstance(doc, dict) or not isinstance(doc.get("schema_version"), str):
+            return False
+        return doc.keys() >= _JSON_KEYS or (doc.get("generator"), doc.get("document")) in _OWN_DOCUMENTS
     lines = [line for line in text.splitlines() if line.strip()]
     last = lines[-1].strip() if lines else ""
     return bool(_TEXT_LAST.fullmatch(last) or _MARKDOWN_LAST.fullmatch(last))
+
+
+def _is_our_sarif(doc: object) -> bool:
+    """A SARIF log whose only run is convaudit's (``report``/``check --format sarif``)."""
+    runs = doc.get("runs") if isinstance(doc, dict) and doc.get("version") == "2.1.0" else None
+    if not isinstance(runs, list) or len(runs) != 1 or not isinstance(runs[0], dict):
+        return False
+    driver = runs[0].get("tool", {}).get("driver", {}) if isinstance(runs[0].get("tool"), dict) else {}
+    return isinstance(driver, dict) and driver.get("name") == "convaudit"
