@@ -37,14 +37,18 @@ class AnalysisOptions:
     separability: bool = False  #: read candidate weights for the energy each separable form keeps
     timing: bool = False  #: time every candidate and its separable forms on this device (the CLI's --measure)
     timing_seconds: float = 3.0  #: time cap per candidate (and per model end to end) of the measurement, seconds
-    memory_format: str = "contiguous"  #: of the measured and predicted layers: "contiguous" or "channels_last"
+    #: of the measured and predicted layers: "contiguous", "channels_last" or "both" (decided on contiguous)
+    memory_format: str = "contiguous"
     #: a convaudit.latency.profile.DeviceProfile for predicted times; None: the calibrated one, else the default
     latency_profile: Any = field(default=None, hash=False, compare=False)
     source: str | None = None  #: how the user named the model (shown in reports)
     trace_path: TracePath | None = None  #: use only this path (fx, hooks or real; no fallback); None: fx first
     real_run_max_bytes: int = REAL_RUN_MAX_BYTES  #: the real path refuses, or stops, a forward needing more
+    depth: int = 3  #: how deep reports show the module tree (the CLI's --depth); deeper modules fold into their row
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.depth, int) and not isinstance(self.depth, bool) and self.depth >= 0):
+            raise UsageError(f"--depth {self.depth!r}: give a whole number of levels, 0 or more (e.g. 3)")
         if self.trace_path is not None:
             _set(self, "trace_path", TracePath.of(self.trace_path, "trace_path"))
         if not (isinstance(self.real_run_max_bytes, int) and not isinstance(self.real_run_max_bytes, bool)):
@@ -64,8 +68,8 @@ class AnalysisOptions:
         _set(self, "leaf_types", _leaf_types(self.leaf_types))
         if not (_is_number(self.timing_seconds) and 0 < self.timing_seconds < float("inf")):
             raise UsageError(f"--measure-time {self.timing_seconds!r}: give a positive number of seconds, e.g. 3")
-        if self.memory_format not in ("contiguous", "channels_last"):
-            raise UsageError(f"--memory-format {self.memory_format!r}: choose contiguous or channels_last")
+        if self.memory_format not in ("contiguous", "channels_last", "both"):
+            raise UsageError(f"--memory-format {self.memory_format!r}: choose contiguous, channels_last or both")
 
 
 @dataclass(frozen=True)

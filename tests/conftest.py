@@ -37,7 +37,12 @@ def _no_calibrated_profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
-    """``golden(name, text)``: compare ``text`` with tests/golden/NAME, or rewrite it under --update-golden."""
+    """``golden(name, text)``: compare ``text`` with tests/golden/NAME, or rewrite it under --update-golden.
+
+    Golden files test layout and counts: their analyses predict times with the frozen profile of
+    tests/fixtures/profiles.py (``latency_profile=golden_profile()``, as ``small`` does), so refitting the
+    built-in profile's constants rewrites none of them.
+    """
 
     def check(name: str, text: str) -> None:
         path = GOLDEN / name

@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import convaudit
 from convaudit.conversion.planning import plan_conversion
 from convaudit.documents.records import Analysis
+from convaudit.sources.locations import display_path
 from tests.fixtures import nets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -237,12 +238,12 @@ def test_source_locations_point_at_the_defining_lines() -> None:
     loaded = load_example("residual_net")
     a = convaudit.analyze(loaded.model, loaded.args)
     by = {layer.name: layer.source for layer in a.layers}
-    path = str(EXAMPLES / "residual_net.py")
-    lines = Path(path).read_text().splitlines()
+    path = EXAMPLES / "residual_net.py"
+    lines = path.read_text().splitlines()
 
     def line_of(source: str) -> str:
         file, _, n = source.rpartition(":")
-        assert file == path
+        assert file == display_path(str(path)) and not Path(file).is_absolute()  # under the cwd: relative
         return lines[int(n) - 1]
 
     assert "self.conv1 = nn.Conv2d" in line_of(by["block1.conv1"])

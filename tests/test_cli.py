@@ -126,6 +126,17 @@ def test_format_and_suffix_disagree(tmp_path: Path, capsys) -> None:
     one_line_error(capsys.readouterr().err)
 
 
+def test_an_unknown_suffix_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.csv"
+    assert main(["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out)]) == EXIT_USAGE
+    line = one_line_error(capsys.readouterr().err)
+    assert "unknown suffix .csv" in line and ".json" in line and ".md" in line and "--format" in line
+    assert not out.exists()  # refused before any work, nothing written
+    argv = ["report", str(EXAMPLES / "small_cnn.py"), "-o", str(out), "--format", "json", "-q", "--no-cross-check"]
+    assert main(argv) == EXIT_OK
+    assert json.loads(out.read_text())["model"].endswith("small_cnn.py")  # a format named: written as asked
+
+
 def test_default_output_is_html(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(EXAMPLES / "residual_net.py"), "-q"]) == EXIT_OK
@@ -162,7 +173,7 @@ def test_unknown_option_is_usage_error(capsys) -> None:
 
 
 def test_commands_come_from_one_table_with_shared_options() -> None:
-    assert [c.name for c in COMMANDS] == ["report", "convert", "calibrate-device"]
+    assert [c.name for c in COMMANDS] == ["report", "convert", "check", "diff", "calibrate-device"]
     shared = ["--input-shape", "1,3,8,8", "--entry", "E", "--weights", "w.pt", "--trust", "m", "-o", "o"]
     for command in COMMANDS[:2]:  # the commands that read a model (calibrate-device: tests/test_latency_profile.py)
         args = build_parser().parse_args([command.name, "model.py", *shared, "--force", "-q", "--debug"])
@@ -276,7 +287,7 @@ def test_convert_functional_conv_in_an_untraceable_model(tmp_path: Path, capsys)
     # through a symbolic trace: it is no candidate, and the conversion says why
     assert main(["convert", str(model_py), "-o", str(tmp_path / "o"), "--include", "w"]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "converted 0 conv(s)" in out and "functional conv seen without a symbolic trace" in out
+    assert "converted 0 convs" in out and "functional conv seen without a symbolic trace" in out
     assert main(["convert", str(model_py), "-o", str(tmp_path / "o2"), "--include", "nope"]) == EXIT_USAGE
     line = one_line_error(capsys.readouterr().err)
     assert "matches no conv" in line and "without a symbolic trace" in line

@@ -185,7 +185,7 @@ def test_json_opens_with_the_verdict_and_reads_back() -> None:
     report = report_with_recovery()
     doc = json.loads(json.dumps(report.to_dict()))
     assert list(doc)[:4] == ["verdict", "fidelity", "recovered", "recovery"] and doc["verdict"] == "degraded"
-    assert doc["schema_version"] == convaudit.SCHEMA_VERSION == "1.3"
+    assert doc["schema_version"] == convaudit.SCHEMA_VERSION == "1.4"
     assert ConversionReport.from_dict(doc) == report
 
 

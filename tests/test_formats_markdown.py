@@ -50,7 +50,9 @@ def test_headline_and_prediction_labelled(small: Analysis) -> None:
     assert f"| model | {t.params:,} | {t.macs:,}" in text
     predicted = next(line for line in text.splitlines() if f"{t.macs_after:,}" in line)
     assert "**predicted**" in predicted and f"{t.params_after:,}" in predicted
-    assert "Predicted saving" in text and "a prediction from shapes" in text
+    assert "a prediction from shapes" in text
+    # a saving in bold only when the verdict is to convert: this fixture's m = 1 forms keep little energy
+    assert "Predicted saving" not in text and "If every candidate were converted at m = 1" in text
     assert "FLOPs = 2·MACs" in text
 
 
@@ -112,7 +114,9 @@ def test_no_convolutions() -> None:
 
 
 def test_pr_comment_sized(small: Analysis) -> None:
-    assert len(render_markdown(small).splitlines()) < 60
+    text = render_markdown(small)
+    head, _, tree = text.partition("<details><summary><b>Modules</b>")  # the module tree comes folded
+    assert len(head.splitlines()) + len(tree.partition("</details>")[2].splitlines()) < 60
 
 
 @pytest.mark.parametrize(
@@ -159,4 +163,4 @@ def test_weight_energy_note(small: Analysis) -> None:
     without = dataclasses.replace(small, layers=tuple(dataclasses.replace(x, separability=None) for x in small.layers))
     text = render_markdown(without)
     assert "weight energy (MAC-weighted)" not in text
-    assert all(row.endswith("| — |") for row in tables(text)[1][2:])
+    assert all(UNESCAPED_PIPE.split(row)[-3].strip() == "—" for row in tables(text)[1][2:])  # energy kept

@@ -77,7 +77,7 @@ def test_a_detector_takes_one_image_at_its_transforms_size(name: str, where: str
         f"input shape 3,320,320 (one image) from {where}; pass --input-shape C,H,W per image",
         f"{resize} before its backbone: the costs are at that size",
     ]
-    assert loaded.weights_source == f"torchvision.models.{name}(weights=None)"
+    assert loaded.weights_source == f"torchvision.models.{name}(weights=None) under seed 0"
 
 
 def test_input_shape_gives_the_images() -> None:

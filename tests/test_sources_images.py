@@ -1,16 +1,15 @@
-"""Calibration inputs from image files: the model's own preprocessing, batches of one size, one-line refusals;
-and the recovery progress bar (a terminal only, never with -q)."""
+"""Calibration inputs from image files: the model's own preprocessing, batches of one size, one-line refusals.
+
+(Recovery's progress bar is tested with the others in tests/test_cli_progress.py.)"""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from convaudit.cli.progress import RecoveryProgress
 from convaudit.errors import UsageError
 from convaudit.sources.images import IMAGES_PER_BATCH, image_batches, image_files, preprocessor
 
@@ -89,25 +88,3 @@ def nn_module():
     import torch.nn as nn
 
     return nn.Identity()
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.mark.parametrize(
-    "stream,quiet,shown", [(Terminal, False, True), (Terminal, True, False), (io.StringIO, False, False)]
-)
-def test_progress_bar_only_on_a_terminal_and_never_quiet(stream: type, quiet: bool, shown: bool) -> None:
-    out = stream()
-    progress = RecoveryProgress(quiet=quiet, stream=out)
-    progress("blockwise", 1, 4, 0.9)
-    for step in (1, 2, 3):
-        progress("distill", step, 3, 1.0 / step)
-    progress.close()
-    text = out.getvalue()
-    assert bool(text) is shown
-    if shown:
-        assert "recover: blockwise" in text and "recover: distill" in text
-        assert "3/3" in text and "loss 0.3333" in text

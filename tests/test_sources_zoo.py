@@ -63,7 +63,7 @@ def test_timm_source_is_untrained_at_its_pretrained_cfg_size(offline: None) -> N
         "input shape 1,3,256,256 from timm's pretrained_cfg['input_size']; pass --input-shape to set it"
     ]
     assert loaded.weights == WeightsOrigin.INITIALISED
-    assert loaded.weights_source == "timm.create_model('maxvit_rmlp_pico_rw_256', pretrained=False)"
+    assert loaded.weights_source == "timm.create_model('maxvit_rmlp_pico_rw_256', pretrained=False) under seed 0"
     assert loaded.entry == "timm.create_model('maxvit_rmlp_pico_rw_256')"
 
 

@@ -10,7 +10,6 @@ cross-checked, and the report says why.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Iterable, Mapping
 from copy import deepcopy
@@ -61,7 +60,6 @@ def fvcore_count(
     target, prefix = copy, ""
     if kwargs:  # fvcore passes positional inputs only: bind the keyword ones in a wrapper
         target, prefix = _BoundKwargs(copy, tree_map(_materialize, dict(kwargs))), "model."
-    start = time.perf_counter()
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -71,7 +69,7 @@ def fvcore_count(
             total = int(fca.total())
             by_op = fca.by_operator()
             by_module = fca.by_module()
-            unsupported = dict(fca.unsupported_ops())
+            unsupported = dict(sorted(fca.unsupported_ops().items()))  # a stable order, whatever fvcore's
     except Exception as exc:  # fvcore's jit trace fails on some models; say so, do not fail the report
         return _skipped(version, f"fvcore failed: {_first_line(exc)[:200]}")
     comparable = sum(int(v) for k, v in by_op.items() if k in CONTRACTION_OPS)
@@ -83,7 +81,7 @@ def fvcore_count(
         conv_macs=conv,
         skipped=None,
         unsupported_ops=unsupported,
-        seconds=time.perf_counter() - start,
+        seconds=None,  # NB: not timed: a wall-clock figure would make two reports of one model differ
         macs_same_ops=comparable,
     )
 

@@ -17,6 +17,7 @@ from convaudit.analysis.environment import environment
 from convaudit.analysis.graph import build_graph, graph_view
 from convaudit.analysis.guard import in_mode, untouched
 from convaudit.analysis.modelcheck import check_model
+from convaudit.analysis.modules import module_tree
 from convaudit.analysis.paths import see
 from convaudit.analysis.propagation import Call
 from convaudit.analysis.recommend import with_latency
@@ -34,7 +35,7 @@ from convaudit.documents.records import Analysis, ConvLayer
 from convaudit.errors import ConvauditError
 from convaudit.options import AnalysisOptions, options_from
 from convaudit.sources.inputs import flat_tensors, floating_dtype, normalize_inputs
-from convaudit.sources.locations import definition_of, parameter_definition
+from convaudit.sources.locations import definition_of, display_path, parameter_definition
 from convaudit.vocab import Mode, TracePath
 
 __all__ = ["analyze"]
@@ -139,6 +140,7 @@ def _analyze(
         missing = list(dict.fromkeys(uncosted(extra_aten, "forward")))
     params = sum(p.numel() for p in model.parameters())
     totals = model_totals(params, total_macs, layers)
+    modules, other_ops = module_tree(model, seen, costs, layers)  # from this one pass: nothing runs again
     layers, measurement, timing, profile = with_latency(layers, options, progress)  # predicted; measured if asked
     view = _graph(traced.graph, calls, costs, layers) if options.graph and traced is not None else None
     checked = None
@@ -149,7 +151,7 @@ def _analyze(
     uncalled = tuple(name for name, m in model.named_modules() if isinstance(m, _ConvNd) and name not in listed)
     warnings = [] if layers or uncalled else ["the model has no convolutions: there is nothing to rewrite"]
     return Analysis(
-        model=options.source or type(model).__name__,
+        model=display_path(options.source) if options.source else type(model).__name__,
         model_class=f"{type(model).__module__}.{type(model).__qualname__}",
         input_shapes=tuple(tuple(a.shape) for a in flat_tensors(args, kwargs)),
         trace_path=path,
@@ -165,6 +167,9 @@ def _analyze(
         uncalled_convs=uncalled,
         timing=timing,
         measurement=measurement,
+        modules=modules,
+        other_ops=other_ops,
+        tree_depth=options.depth,
     )
 
 

@@ -31,7 +31,7 @@ from torch._subclasses.fake_tensor import (
     UnsupportedOperatorException,
 )
 from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
 from convaudit.analysis.adapters import is_conv_module
 from convaudit.analysis.propagation import CONVOLUTION_OPS, AtenOp, AtenRecorder, Call, FakeContext, aten_op
@@ -86,6 +86,9 @@ class ForwardRun:
     aten: list[AtenOp] = field(default_factory=list)
     conv_counts: Counter[str] = field(default_factory=Counter)  #: calls per conv module name
     produced_bytes: int = 0  #: bytes of every new tensor the ops made, as if none were freed
+    owners: list[str] = field(default_factory=list)  #: per aten op, the innermost model module running it
+    module_calls: Counter[str] = field(default_factory=Counter)  #: calls per model module name (the tree)
+    module_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  #: first call's first output shape
 
 
 class ForwardFailed(Exception):
@@ -129,6 +132,13 @@ def tensor_bytes(value: Any) -> int:
 
 def _shapes(value: Any) -> Any:
     return tree_map(lambda t: _Shape(tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else t, value)
+
+
+def _first_shape(value: Any) -> tuple[int, ...]:
+    """The shape of the first tensor in a (nested) value; () when it holds none."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    return next((tuple(t.shape) for t in tree_leaves(value) if isinstance(t, torch.Tensor)), ())
 
 
 def _metas(value: Any) -> Any:
@@ -183,6 +193,10 @@ class _Recorder(AtenRecorder):
                 break
         else:
             return
+        if failing is None and frame.name is not None:  # the module tree: calls, and the first call's output
+            self.run.module_calls[frame.name] += 1
+            if frame.name not in self.run.module_outputs:
+                self.run.module_outputs[frame.name] = _first_shape(output)
         if failing is not None or frame.name is None or id(module) not in self.convs:
             return
         ops = [op for op in self.run.aten[frame.start :] if op.name in CONVOLUTION_OPS]
@@ -197,6 +211,13 @@ class _Recorder(AtenRecorder):
             if frame.name is not None:
                 return frame.name, type(frame.module).__name__
         return "", self.root_type
+
+    def innermost_name(self) -> str:
+        """The name of the innermost model module running ("" at the root)."""
+        for frame in reversed(self.stack):
+            if frame.name is not None:
+                return frame.name
+        return ""
 
     def stopped_at(self, exc: BaseException) -> tuple[str, str]:
         """(name, type) of the innermost module ``exc`` (or what it was raised from) left."""
@@ -218,6 +239,7 @@ class _Recorder(AtenRecorder):
         op = aten_op(func, args, kwargs, out)
         if op is not None:
             self.run.aten.append(op)
+            self.run.owners.append(self.innermost_name())
             if op.name in CONVOLUTION_OPS:
                 self._convolution(op, args, out)
         if not getattr(func, "is_view", False):

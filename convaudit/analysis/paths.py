@@ -82,6 +82,7 @@ class Seen:
     aten: list[AtenOp] | None  #: hooks/real: every aten op of the forward (the totals); fx: None
     traced: Traced | None  #: fx only
     note: str | None  #: why this path (and not the one before), and what it cannot show
+    run: ForwardRun | None = None  #: hooks/real: the forward's record (which module ran each aten op)
 
 
 def see(model: nn.Module, args: tuple, kwargs: Mapping[str, Any], options: AnalysisOptions) -> Seen:
@@ -123,10 +124,10 @@ def _see(model: nn.Module, args: tuple, kwargs: Mapping[str, Any], options: Anal
             produced = failed.produced_bytes
             reasons.append(f"the forward reads tensor values ({_reason(cause)} in {failed.where})")
         else:
-            return Seen(TracePath.HOOKS, run.calls, run.aten, None, "; ".join([*reasons, _FAKE_NOTE]))
+            return Seen(TracePath.HOOKS, run.calls, run.aten, None, "; ".join([*reasons, _FAKE_NOTE]), run)
     run, estimate, seeded = _real(model, args, kwargs, produced, options, reasons[-1], fx_error)
     text = _REAL_NOTE.format(seeded=seeded, estimate=_size(estimate), limit=_size(options.real_run_max_bytes))
-    return Seen(TracePath.REAL, run.calls, run.aten, None, "; ".join([*reasons, text]))
+    return Seen(TracePath.REAL, run.calls, run.aten, None, "; ".join([*reasons, text]), run)
 
 
 def _fx(
@@ -167,7 +168,7 @@ def _fx(
     if not differ:
         return fx, None
     reasons.append(f"the symbolic trace calls conv modules otherwise than the forward ({differ})")
-    return Seen(TracePath.HOOKS, run.calls, run.aten, None, "; ".join([*reasons, _FAKE_NOTE])), None
+    return Seen(TracePath.HOOKS, run.calls, run.aten, None, "; ".join([*reasons, _FAKE_NOTE]), run), None
 
 
 def _differences(model: nn.Module, traced: Counter[str], ran: Counter[str]) -> str:

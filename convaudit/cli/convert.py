@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
@@ -142,9 +143,9 @@ def parse_duration(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Convert the source, write the artifact directory; the conversion summary on the terminal unless -q."""
-    from convaudit.cli.progress import RecoveryProgress
+    from convaudit.cli.progress import Progress, paint
     from convaudit.conversion import convert
-    from convaudit.conversion.artifact.writer import ARTIFACT_FILES, write_artifact
+    from convaudit.conversion.artifact.writer import ARTIFACT_FILES
     from convaudit.conversion.reporting import with_weights
     from convaudit.formats import render
     from convaudit.outputs.files import check_output
@@ -153,11 +154,12 @@ def run(args: argparse.Namespace) -> int:
     # before the work, not after it
     check_output(args.output, inputs=input_paths(args), force=args.force, directory=True, files=ARTIFACT_FILES)
     options = options_of(args)
-    loaded = load_source(args)
-    calibration = _calibration(loaded, options, args)
-    holdout = _images(loaded, args.holdout, "--holdout") if args.holdout else None
-    progress = RecoveryProgress(quiet=args.quiet)
-    try:
+    progress = Progress(quiet=args.quiet)
+    loaded = load_source(args, progress)
+    with progress.step("read images") if args.images or args.holdout else contextlib.nullcontext():
+        calibration = _calibration(loaded, options, args)
+        holdout = _images(loaded, args.holdout, "--holdout") if args.holdout else None
+    with progress.step("convert: plan, rewrite, verify" + (", recover" if options.recover else "")):
         result = convert(
             loaded.model,
             loaded.args,
@@ -165,13 +167,26 @@ def run(args: argparse.Namespace) -> int:
             options=dataclasses.replace(options, source=loaded.source, leaf_types=leaf_types(args, loaded)),
             calibration=calibration,
             holdout=holdout,
-            progress=progress,
+            progress=progress.recovery,
         )
-    finally:
-        progress.close()
     example = (materialize(loaded.args), materialize(loaded.kwargs))
     report = with_weights(result.report, loaded.weights, loaded.weights_source)
-    out = write_artifact(
+    with progress.step(f"write {args.output}"):
+        out = _write(args, loaded, result, report, example)
+    if not args.quiet:
+        print(render(report, "text"))
+        print(paint(f"wrote {out}/ (model.py, state_dict.pt, conversion.json, conversion.html)", "ok"))
+        load = f'python -c "import convaudit; m = convaudit.load_converted({str(out)!r})"'
+        print(paint(f"next: load it: {load}", "next"))
+    return EXIT_OK
+
+
+def _write(args: argparse.Namespace, loaded: LoadedModel, result: Any, report: Any, example: Any) -> Any:
+    """The artifact directory: model.py, state_dict.pt, conversion.json and conversion.html."""
+    from convaudit.conversion.artifact.writer import write_artifact
+    from convaudit.formats import render
+
+    return write_artifact(
         args.output,
         result.model,
         report,
@@ -183,11 +198,6 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         inputs=input_paths(args),
     )
-    if not args.quiet:
-        print(render(report, "text"))
-        print(f"wrote {out}/ (model.py, state_dict.pt, conversion.json, conversion.html)")
-        print(f'load it: python -c "import convaudit; m = convaudit.load_converted({str(out)!r})"')
-    return EXIT_OK
 
 
 def _calibration(loaded: LoadedModel, options: ConversionOptions, args: argparse.Namespace) -> list[Any] | None:
@@ -196,7 +206,10 @@ def _calibration(loaded: LoadedModel, options: ConversionOptions, args: argparse
         return _images(loaded, args.images, "--images")
     fn = loaded.namespace.get("calibration_inputs")
     if callable(fn):
-        return list(fn())
+        from convaudit.sources.zoo import seeded
+
+        with seeded():  # random calibration batches are the same each run; the caller's stream does not move
+            return list(fn())
     needs = [
         flag
         for flag, needed in (

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the loader imports torch: only when a command runs, not to print --help
+    from convaudit.cli.progress import Progress
     from convaudit.sources import LoadedModel
 
 __all__ = [
@@ -31,12 +32,13 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
-    """SOURCE, --entry, --weights, --trust and --input-shape: what a command reads."""
-    parser.add_argument(
-        "source",
-        help="model.py, a checkpoint (.pt/.pth) holding a module, a model.onnx, torchvision:NAME or timm:NAME",
-    )
+def add_source_options(parser: argparse.ArgumentParser, verb: str, *, source: bool = True) -> None:
+    """SOURCE (unless ``source`` is false: a command naming its own), --entry, --weights, --trust, --input-shape."""
+    if source:
+        parser.add_argument(
+            "source",
+            help="model.py, a checkpoint (.pt/.pth) holding a module, a model.onnx, torchvision:NAME or timm:NAME",
+        )
     parser.add_argument("--entry", help=f"name of the function, class or module in model.py to {verb}")
     parser.add_argument(
         "--weights",
@@ -96,9 +98,16 @@ def leaf_types(args: argparse.Namespace, loaded: LoadedModel) -> tuple[type, ...
     return import_module_classes(args.leaf, loaded.namespace)
 
 
-def load_source(args: argparse.Namespace) -> LoadedModel:
-    """The model, its example inputs and where its weights came from, as the source options say."""
+def load_source(args: argparse.Namespace, progress: Progress | None = None) -> LoadedModel:
+    """The model, its example inputs and where its weights came from, as the source options say.
+
+    With ``progress``, loading is a stage of it ("load model.py, weights w.pt").
+    """
     from convaudit.sources import load, parse_shape
 
     shapes = [parse_shape(s) for s in args.input_shape]
-    return load(args.source, entry=args.entry, input_shapes=shapes, weights=args.weights, trust=args.trust)
+    if progress is None:
+        return load(args.source, entry=args.entry, input_shapes=shapes, weights=args.weights, trust=args.trust)
+    label = f"load {args.source}" + (f", weights {args.weights}" if args.weights else "")
+    with progress.step(label):
+        return load(args.source, entry=args.entry, input_shapes=shapes, weights=args.weights, trust=args.trust)

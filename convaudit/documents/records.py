@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from convaudit.documents.conversion import ConversionReport, ConvertedLayer, Fidelity, RecoveryStage
+from convaudit.documents.graph import GraphModule, GraphNode, GraphView
 from convaudit.documents.latency import (
     EndToEnd,
     LayerLatency,
@@ -24,6 +26,8 @@ from convaudit.documents.latency import (
     latency_from_dict,
     timing_from_dict,
 )
+from convaudit.documents.schema import SCHEMA_VERSION, plain
+from convaudit.documents.tree import ModuleNode, OpCategory, modules_from_dict, other_ops_from_dict
 from convaudit.vocab import Mode, WeightsOrigin
 
 __all__ = [
@@ -36,11 +40,14 @@ __all__ = [
     "CrossCheck",
     "EndToEnd",
     "Fidelity",
+    "GraphModule",
     "GraphNode",
     "GraphView",
     "LayerLatency",
     "LayerTiming",
     "Measurement",
+    "ModuleNode",
+    "OpCategory",
     "OpSummary",
     "Recommendation",
     "RecoveryStage",
@@ -51,9 +58,6 @@ __all__ = [
     "Timing",
     "Totals",
 ]
-
-#: Bumped on any change a JSON consumer could notice: major for removals/renames, minor for additions.
-SCHEMA_VERSION = "1.3"
 
 #: The mode a schema 1.0 document stands for: it has no ``mode``, the model ran in whatever mode it was in.
 MODE_AS_FOUND = "as found"
@@ -183,28 +187,6 @@ class CrossCheck:
 
 
 @dataclass(frozen=True)
-class GraphNode:
-    """One node of the traced graph, laid out for the report's graph view."""
-
-    id: str
-    op: str  #: placeholder | call_module | call_function | call_method | get_attr | output
-    label: str
-    macs: int
-    conv: str | None  #: name of the ConvLayer this node calls, if any
-    depth: int  #: longest path from an input (column of the layered layout)
-    lane: int  #: position among nodes of the same depth
-
-
-@dataclass(frozen=True)
-class GraphView:
-    """The traced graph (built with networkx): nodes with layout, edges as (src, dst) ids."""
-
-    nodes: tuple[GraphNode, ...]
-    edges: tuple[tuple[str, str], ...]
-    truncated: bool = False  #: true when the graph was too large to draw in full
-
-
-@dataclass(frozen=True)
 class Analysis:
     """Everything ``convaudit report`` knows about one model at one input size."""
 
@@ -231,6 +213,9 @@ class Analysis:
     schema_version: str = SCHEMA_VERSION
     measurement: Measurement | None = None  #: how --measure ran (threads, memory format, load) (1.3)
     end_to_end: EndToEnd | None = None  #: the whole model before/after the recommended set, with --measure (1.3)
+    modules: tuple[ModuleNode, ...] = ()  #: every module, pre-order, with its subtree's params and MACs (1.4)
+    other_ops: tuple[OpCategory, ...] = ()  #: functional ops (not module calls) by category (1.4)
+    tree_depth: int = 3  #: how deep the reports show ``modules``; deeper ones fold into their ancestor (1.4)
 
     @property
     def candidates(self) -> tuple[ConvLayer, ...]:
@@ -239,7 +224,7 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: plain dicts, lists, numbers and strings."""
-        doc = _plain(dataclasses.asdict(self))
+        doc = plain(dataclasses.asdict(self))
         doc["end_to_end"] = end_to_end_to_dict(self.end_to_end) if self.end_to_end else None
         return doc
 
@@ -260,13 +245,7 @@ class Analysis:
             uncosted_ops=tuple(data["uncosted_ops"]),
             totals=Totals(**data["totals"]),
             cross_check=CrossCheck(**cross) if cross else None,
-            graph=GraphView(
-                nodes=tuple(GraphNode(**n) for n in graph["nodes"]),
-                edges=tuple(tuple(e) for e in graph["edges"]),
-                truncated=graph.get("truncated", False),
-            )
-            if graph
-            else None,
+            graph=GraphView.from_dict(graph) if graph else None,
             environment=dict(data["environment"]),
             warnings=tuple(data.get("warnings", ())),
             uncalled_convs=tuple(data.get("uncalled_convs", ())),
@@ -277,6 +256,9 @@ class Analysis:
             schema_version=data["schema_version"],
             measurement=_measurement_from_dict(data.get("measurement")),
             end_to_end=end_to_end_from_dict(data.get("end_to_end")),
+            modules=modules_from_dict(data.get("modules")),
+            other_ops=other_ops_from_dict(data.get("other_ops")),
+            tree_depth=data.get("tree_depth", 3),
         )
 
 
@@ -302,116 +284,3 @@ def _layer_from_dict(d: dict[str, Any]) -> ConvLayer:
 
 def _measurement_from_dict(d: dict[str, Any] | None) -> Measurement | None:
     return Measurement(**(d | {"unreliable_reasons": tuple(d["unreliable_reasons"])})) if d else None
-
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists and vocabulary members to their strings, recursively: exactly what ``json.loads`` gives."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str) and type(value) is not str:  # a StrEnum member (convaudit.vocab)
-        return str(value)
-    return value
-
-
-# ---------------------------------------------------------------- conversion
-
-
-@dataclass(frozen=True)
-class Fidelity:
-    """How closely a converted model reproduces the original's function, measured on ``inputs``.
-
-    Non-float output leaves are ignored; a batch whose outputs cannot be compared (their structure or a
-    float leaf's shape differs, e.g. a detector keeping a different number of boxes) counts as total
-    disagreement: relative error 1, cosine 0, top-1 agreement 0 for its samples.
-    """
-
-    relative_error: float  #: ‖y' − y‖/‖y‖ pooled over samples, of the worst output tensor
-    cosine: float  #: mean per-sample cosine of the flattened outputs, of the worst output tensor
-    top1_agreement: float | None  #: share of samples with the same argmax (classifier-shaped output: float [N, C])
-    samples: int
-    inputs: str  #: what they were: "held-out calibration batches", "--holdout inputs", "example inputs"
-
-
-@dataclass(frozen=True)
-class RecoveryStage:
-    """One stage of label-free recovery and the held-out relative error before and after it."""
-
-    name: str  #: "batchnorm", "blockwise" or "distill"
-    steps: int  #: optimiser steps (batchnorm: batches forwarded)
-    seconds: float
-    error_before: float  #: held-out relative error (Fidelity.relative_error) when the stage started
-    error_after: float  #: ... when it ended (after restoring the best state seen)
-    stopped: str  #: "done", "steps" (step budget), "time" (time budget) or "interrupted" (Ctrl-C)
-
-
-@dataclass(frozen=True)
-class ConvertedLayer:
-    """One conv as converted: before, predicted, measured, and how faithful it is."""
-
-    name: str
-    order: str  #: a vocab.Order: "dw_pw" | "pw_dw"
-    rank: int  #: channel multiplier m
-    exact_rank: int  #: m at which the rewrite is exact
-    init: str  #: a vocab.Init: "svd" | "calibrated" | "random"
-    energy: float | None  #: weight energy kept (calibrated: of the whitened weight)
-    params_before: int
-    macs_before: int
-    params_predicted: int
-    macs_predicted: int
-    params_measured: int  #: by the analysis engine on the converted model
-    macs_measured: int
-    relative_error: float | None  #: ‖y' − y‖/‖y‖ of this layer alone on its real inputs (None: not measurable)
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class ConversionReport:
-    """What ``convaudit convert`` did, and the numbers that prove it."""
-
-    model: str
-    settings: dict[str, Any]  #: rank, order, init, globs, budgets as asked
-    layers: tuple[ConvertedLayer, ...]
-    skipped: tuple[tuple[str, str], ...]  #: (layer, reason) for every conv not converted
-    params_before: int
-    macs_before: int
-    params_predicted: int
-    macs_predicted: int
-    params_measured: int
-    macs_measured: int
-    output_error: float | None  #: relative error of the model's final output(s) on the example inputs
-    costs_match: bool  #: measured params and MACs equal the predicted ones
-    notes: tuple[str, ...] = ()
-    environment: dict[str, str] = field(default_factory=dict)
-    weights: str = WeightsOrigin.AS_GIVEN  #: as in Analysis
-    weights_source: str | None = None
-    schema_version: str = SCHEMA_VERSION
-    generator: str = "convaudit"  #: marks conversion.json as ours: --force replaces only such artifacts
-    verdict: str | None = None  #: "kept", "degraded" or "broken" (fidelity.judge); None: nothing comparable (1.2)
-    fidelity: Fidelity | None = None  #: agreement with the original on held-out inputs, before recovery (1.2)
-    recovered: Fidelity | None = None  #: the same after label-free recovery (None: no recovery) (1.2)
-    recovery: tuple[RecoveryStage, ...] = ()  #: the recovery stages run, in order (1.2)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document of the conversion; it opens with the verdict and the fidelity figures."""
-        doc = _plain(dataclasses.asdict(self))
-        return {k: doc.pop(k) for k in ("verdict", "fidelity", "recovered", "recovery")} | doc
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ConversionReport:
-        """Rebuild from ``to_dict()`` output, or a conversion.json of schema 1.0/1.1 (no verdict, no fidelity)."""
-        d = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
-        d["layers"] = tuple(ConvertedLayer(**layer) for layer in d["layers"])
-        d["skipped"] = tuple(tuple(s) for s in d["skipped"])
-        d["notes"] = tuple(d.get("notes", ()))
-        for key in ("fidelity", "recovered"):
-            d[key] = Fidelity(**d[key]) if d.get(key) else None
-        d["recovery"] = tuple(RecoveryStage(**stage) for stage in d.get("recovery", ()))
-        return cls(**d)
-
-    @property
-    def max_layer_error(self) -> float | None:
-        """Largest per-layer relative error (None when none was measurable)."""
-        errors = [layer.relative_error for layer in self.layers if layer.relative_error is not None]
-        return max(errors) if errors else None

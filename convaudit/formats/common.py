@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from convaudit.documents.records import Analysis, ConvLayer
@@ -10,13 +12,17 @@ from convaudit.formats.latency import latency_lines
 from convaudit.vocab import Mode, WeightsOrigin
 
 __all__ = [
+    "compact_names",
     "costliest",
     "count",
+    "cut_left",
+    "describe_layers",
     "kept_energy",
     "kernel",
     "likely_contractions",
     "mode_text",
     "percent",
+    "plural",
     "ratio",
     "shape",
     "si",
@@ -31,6 +37,11 @@ __all__ = [
 def count(n: int | None) -> str:
     """36864 → '36,864'; None → '—'."""
     return "—" if n is None else f"{int(n):,}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """1, 'candidate' → '1 candidate'; 17 → '17 candidates' (``many`` for an irregular plural)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
 def si(n: float | None, unit: str = "") -> str:
@@ -179,10 +190,15 @@ def summary_lines(analysis: Analysis) -> list[str]:
         f"mode: {mode_text(analysis.mode)}",
         f"traced with: {analysis.trace_path}" + (f" — {analysis.trace_note}" if analysis.trace_note else ""),
         f"params: {count(t.params)} · MACs: {count(t.macs)} ({si(t.macs)}; FLOPs = 2·MACs = {si(t.flops)})",
-        f"convolutions: {len(analysis.layers)} ({t.candidates} candidates) · {t.conv_macs_share:.1%} of MACs",
-        f"predicted after converting all candidates (depthwise→pointwise, m=1): params {count(t.params_after)} "
-        f"({ratio(t.params_after_ratio)}), MACs {count(t.macs_after)} ({ratio(t.macs_after_ratio)})",
+        f"convolutions: {len(analysis.layers)} ({plural(t.candidates, 'candidate')}) · {t.conv_macs_share:.1%} of MACs",
     ]
+    if analysis.candidates:
+        kept = kept_energy(analysis)
+        lines.append(
+            f"predicted after converting all candidates (depthwise→pointwise, m=1): params {count(t.params_after)} "
+            f"({ratio(t.params_after_ratio)}), MACs {count(t.macs_after)} ({ratio(t.macs_after_ratio)})"
+            + ("" if kept is None else f" — the m = 1 forms keep {percent(kept)} of the weight energy")
+        )
     c = analysis.cross_check
     if c is not None:
         if c.skipped:
@@ -208,3 +224,77 @@ def summary_lines(analysis: Analysis) -> list[str]:
         )
     lines.extend(f"note: {w}" for w in analysis.warnings)
     return lines
+
+
+# ---------------------------------------------------------------- groups of layers, named compactly
+
+
+def describe_layers(layers: Sequence[ConvLayer], groups: int = 2) -> str:
+    """'the 3×3 convs of layer1–4 and the 7×7 conv1': by kernel, costliest first, names by common prefix."""
+    by_kernel: dict[str, list[ConvLayer]] = {}
+    for layer in layers:
+        by_kernel.setdefault(shape(layer.kernel_size), []).append(layer)
+    ranked = sorted(by_kernel.items(), key=lambda kv: -sum(x.macs for x in kv[1]))
+    parts = []
+    for kernel, group in ranked[:groups]:
+        if len(group) == 1:
+            parts.append(f"the {kernel} {group[0].name}")
+        else:
+            label = compact_names([x.name for x in group])
+            leaves = all("." not in x.name for x in group)
+            parts.append(f"the {kernel} convs {'' if leaves else 'of '}{label}")
+    rest = sum(len(g) for _, g in ranked[groups:])
+    if rest:
+        parts.append(plural(rest, "other conv"))
+    return " and ".join(parts) if len(parts) < 3 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def compact_names(names: Sequence[str]) -> str:
+    """Module names by their common prefix and the level where they part: 'layer1–4', 'features.1–3'."""
+    parts = [name.split(".") for name in names]
+    common: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    at = len(common)
+    nexts = list(dict.fromkeys(p[at] for p in parts if len(p) > at))
+    if not nexts:
+        return ".".join(common)
+    return ".".join([*common, _ranges(nexts)])
+
+
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+def _ranges(values: Sequence[str], most: int = 3) -> str:
+    """['layer1', 'layer2', 'layer4'] → 'layer1–2, layer4'; other names: the first few, then how many more."""
+    matches = [_NUMBERED.match(v) for v in values]
+    stems = {m.group(1) for m in matches if m}
+    if all(matches) and len(stems) == 1:
+        stem = stems.pop()
+        numbers = sorted({int(m.group(2)) for m in matches if m})
+        runs: list[list[int]] = []
+        for n in numbers:
+            if runs and n == runs[-1][-1] + 1:
+                runs[-1].append(n)
+            else:
+                runs.append([n])
+        pieces = [f"{stem}{r[0]}" + (f"–{r[-1]}" if len(r) > 1 else "") for r in runs]
+        values = pieces
+    if len(values) > most:
+        return ", ".join(values[:most]) + f" and {len(values) - most} more"
+    return " and ".join([", ".join(values[:-1]), values[-1]]) if len(values) > 1 else values[0]
+
+
+def cut_left(name: str, budget: int) -> str:
+    """A dotted name cut from the left, whole parts first: 'layer3.0.downsample.0' → '…downsample.0'."""
+    if len(name) <= budget:
+        return name
+    kept = ""
+    for part in reversed(name.split(".")):
+        candidate = f"{part}.{kept}" if kept else part
+        if len(candidate) > budget - 1:
+            break
+        kept = candidate
+    return "…" + (kept or name[-(budget - 1) :])

@@ -11,13 +11,14 @@ from collections import Counter
 from typing import Any
 
 from convaudit.documents.records import MODE_AS_FOUND, ConversionReport, ConvertedLayer, Fidelity, RecoveryStage
-from convaudit.formats.common import count, mode_text, ratio, weights_text
+from convaudit.formats.common import count, mode_text, plural, ratio, weights_text
 from convaudit.vocab import WeightsOrigin
 
 __all__ = [
     "UNTRAINED_WARNING",
     "VERDICT_MEANING",
     "conversion_view",
+    "costlier_text",
     "fidelity_text",
     "inputs_text",
     "next_step",
@@ -132,19 +133,36 @@ def verdict_lines(report: ConversionReport) -> list[str]:
     return lines
 
 
+def costlier_text(report: ConversionReport) -> str | None:
+    """A caution when the converted model costs more than the original (e.g. --rank full): never a saving."""
+    r = report
+    more = [
+        what
+        for what, after, before in (
+            ("params", r.params_measured, r.params_before),
+            ("MACs", r.macs_measured, r.macs_before),
+        )
+        if after > before
+    ]
+    if not more:
+        return None
+    return f"the converted model has more {' and '.join(more)} than the original: a cost, not a saving"
+
+
 def render_conversion_text(report: ConversionReport) -> str:
     """The verdict first, then the summary, one line per converted layer, skip reasons counted."""
     r = report
     check = "measured = predicted" if r.costs_match else "MEASURED ≠ PREDICTED"
     lines = [
         *verdict_lines(r),
-        f"converted {len(r.layers)} conv(s) of {r.model}",
+        f"converted {plural(len(r.layers), 'conv')} of {r.model}",
         f"weights: {weights_text(r.weights, r.weights_source)}",
         f"mode: {mode_text(str(r.settings.get('mode', MODE_AS_FOUND)))}; verified in eval mode",
         f"costs: params {count(r.params_before)} → {count(r.params_measured)} "
         f"({ratio(r.params_measured / r.params_before if r.params_before else 1)}) · "
         f"MACs: {count(r.macs_before)} → {count(r.macs_measured)} "
         f"({ratio(r.macs_measured / r.macs_before if r.macs_before else 1)}) · {check}",
+        *([f"  ! {bigger}"] if (bigger := costlier_text(r)) else []),
         f"final output relative error on the example inputs: {_err(r.output_error)}"
         + (f" · worst layer: {_err(r.max_layer_error)}" if r.max_layer_error is not None else ""),
     ]
@@ -186,6 +204,7 @@ def conversion_view(report: ConversionReport) -> dict[str, Any]:
             "macs_after": count(layer.macs_measured),
             "macs_sort": layer.macs_before,
             "saving": ratio(layer.macs_measured / layer.macs_before if layer.macs_before else 1),
+            "costlier": layer.macs_measured > layer.macs_before or layer.params_measured > layer.params_before,
             "match": (layer.params_measured, layer.macs_measured) == (layer.params_predicted, layer.macs_predicted),
             "error": _err(layer.relative_error),
             "error_sort": layer.relative_error if layer.relative_error is not None else -1,
@@ -219,6 +238,9 @@ def conversion_view(report: ConversionReport) -> dict[str, Any]:
         "params_ratio": ratio(r.params_measured / r.params_before if r.params_before else 1),
         "macs_ratio": ratio(r.macs_measured / r.macs_before if r.macs_before else 1),
         "costs_match": r.costs_match,
+        "costlier": costlier_text(r) or "",
+        "params_more": r.params_measured > r.params_before,
+        "macs_more": r.macs_measured > r.macs_before,
         "output_error": _err(r.output_error),
         "max_layer_error": _err(r.max_layer_error),
         "layers": [row(layer) for layer in r.layers],

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from convaudit.documents.records import ConvLayer, OpSummary
-from convaudit.formats.common import count, kernel, ratio, shape, si, where
+from convaudit.documents.records import Analysis, ConvLayer, OpSummary
+from convaudit.formats.common import count, cut_left, kernel, ratio, shape, si, where
+from convaudit.formats.tree import OWN_OPS, tree_rows
 
-__all__ = ["COLUMNS", "GROUPS", "columns", "layer_row", "op_row"]
+__all__ = ["COLUMNS", "GROUPS", "columns", "layer_row", "module_view", "op_row"]
 
 
 # Per-layer table columns: (label, unit, numeric, help). A label that is itself a unit (params, MACs,
@@ -79,7 +80,7 @@ def layer_row(i: int, layer: ConvLayer, batch: int | None) -> dict[str, Any]:
     )
     cells = [
         _cell(str(i + 1), i + 1),
-        _cell(_short_name(layer.name), layer.name, f"{layer.name}: {layer.type} ({layer.op}){calls}", "name"),
+        _cell(cut_left(layer.name, 30), layer.name, f"{layer.name}: {layer.type} ({layer.op}){calls}", "name"),
         _cell(layer.kind, layer.kind),
         status,
         _cell(_file_line(src), src, src or None, "src"),
@@ -132,19 +133,6 @@ def _energy(shares: tuple[float, ...] | None, form: str) -> dict[str, Any]:
     return _cell(f"{shares[0]:.0%}", round(shares[0], 4), tip, "worse" if shares[0] < 0.5 else "")
 
 
-def _short_name(name: str, budget: int = 30) -> str:
-    """A long dotted name cut from the left, whole parts first: '…denseblock1.denselayer1.conv2'."""
-    if len(name) <= budget:
-        return name
-    kept = ""
-    for part in reversed(name.split(".")):
-        candidate = f"{part}.{kept}" if kept else part
-        if len(candidate) > budget - 1:
-            break
-        kept = candidate
-    return "…" + (kept or name[-(budget - 1) :])
-
-
 def _file_line(src: str) -> str:
     """The file name and line of a location (the full path is in the cell's tooltip)."""
     return src.replace("\\", "/").rsplit("/", 1)[-1]
@@ -159,3 +147,49 @@ def op_row(op: OpSummary) -> list[dict[str, Any]]:
         _cell(si(op.macs) if op.macs else "0", op.macs, f"{count(op.macs)} MACs"),
         _cell(count(op.params), op.params),
     ]
+
+
+def module_view(analysis: Analysis) -> dict[str, Any] | None:
+    """The whole module tree as a flat list of open / row / close items for nested ``<details>``: every depth,
+    open down to the analysis's ``tree_depth`` (names are escaped by the template's autoescaping)."""
+    if not analysis.modules:
+        return None
+    deepest = max(n.depth for n in analysis.modules)
+    rows = tree_rows(analysis, deepest)
+    items: list[dict[str, Any]] = []
+    open_depths: list[int] = []
+    for i, r in enumerate(rows):
+        while open_depths and (r.total or open_depths[-1] >= r.depth):
+            open_depths.pop()
+            items.append({"kind": "close"})
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        parent = not r.own and not r.total and nxt is not None and not nxt.total and nxt.depth > r.depth
+        after = si(r.after_macs) if r.after_macs is not None else ("—" if r.action else "")
+        title = f"{r.name or analysis.model}: {count(r.macs)} MACs, {count(r.params)} params"
+        if r.conv is not None and r.conv.skip_reason:
+            title += f"; not a candidate: {r.conv.skip_reason}"
+        label = OWN_OPS if r.own else r.label
+        items.append(
+            {
+                "kind": "open" if parent else "row",
+                "open": r.depth < analysis.tree_depth,
+                "depth": r.depth,
+                "cells": [
+                    label,
+                    r.type,
+                    count(r.params),
+                    si(r.macs) if r.macs else "0",
+                    f"{r.share:.1%}",
+                    r.output,
+                    after,
+                    ratio(r.after_ratio) if r.after_ratio is not None else "",
+                    r.action,
+                ],
+                "title": title,
+                "cls": "total" if r.total else ("conv" if r.conv is not None else ("own" if r.own else "")),
+            }
+        )
+        if parent:
+            open_depths.append(r.depth)
+    items += [{"kind": "close"} for _ in open_depths]
+    return {"items": items, "depth": analysis.tree_depth, "deepest": deepest, "modules": len(analysis.modules) - 1}

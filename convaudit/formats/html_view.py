@@ -6,11 +6,11 @@ the view out; the per-layer tables are built in :mod:`convaudit.formats.html_tab
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
-from convaudit.documents.records import Analysis, ConvLayer
+from convaudit.documents.records import Analysis
+from convaudit.formats.cautions import LEGEND, LOW_ENERGY
 from convaudit.formats.common import (
     count,
     kept_energy,
@@ -23,14 +23,14 @@ from convaudit.formats.common import (
     timing_lines,
     weights_text,
 )
+from convaudit.formats.html_chart import chart_view
+from convaudit.formats.html_graph import graph_data, graph_meta
 from convaudit.formats.html_latency import latency_view
-from convaudit.formats.html_table import GROUPS, columns, layer_row, op_row
+from convaudit.formats.html_table import GROUPS, columns, layer_row, module_view, op_row
 from convaudit.formats.templating import script_json
+from convaudit.formats.verdict import Verdict, verdict
 
 __all__ = ["view_model"]
-
-# Chart geometry (SVG user units; the SVG scales to the page width).
-_CHART_W, _CHART_H, _CHART_LEFT, _CHART_TOP, _CHART_BOTTOM = 1240, 250, 70, 14, 30
 
 
 def view_model(analysis: Analysis) -> dict[str, Any]:
@@ -48,8 +48,9 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "mode_text": mode_text(analysis.mode),
         "weights": weights_text(analysis.weights, analysis.weights_source),
         "has_convs": bool(layers),
+        "verdict": _verdict(v := verdict(analysis)),
         "cards": _cards(analysis),
-        "predicted": _predicted(analysis),
+        "predicted": _predicted(analysis, v),
         "cross_check": _cross_check(analysis),
         "uncosted_ops": list(analysis.uncosted_ops),
         "uncalled_convs": list(analysis.uncalled_convs),
@@ -61,14 +62,15 @@ def view_model(analysis: Analysis) -> dict[str, Any]:
         "columns": columns_,
         "groups": GROUPS,
         "rows": [layer_row(i, layer, batch) for i, layer in enumerate(layers)],
-        "chart": _chart(layers) if layers else None,
-        "graph": _graph_meta(analysis),
+        "chart": chart_view(layers) if layers else None,
+        "graph": graph_meta(analysis),
         "ops": [op_row(op) for op in analysis.ops],
         "latency": latency_view(analysis),
+        "modules": module_view(analysis),
         "timing": _timing(analysis) if analysis.measurement is None else None,  # the 1.2 section, 1.2 documents
         "environment": sorted(analysis.environment.items()),
         "schema_version": analysis.schema_version,
-        "data_json": script_json(_graph_data(analysis)),
+        "data_json": script_json(graph_data(analysis)),
     }
 
 
@@ -121,10 +123,39 @@ def _cards(a: Analysis) -> list[dict[str, str]]:
     ]
 
 
-def _predicted(a: Analysis) -> dict[str, str | None]:
-    """Totals after converting every candidate depthwise→pointwise (m = 1): a prediction from shapes."""
-    t = a.totals
+#: The colours of the verdict and prediction cards, as the legend explains them.
+_TONES = {
+    "good": "green: convert, the figures support it",
+    "warn": "amber: a caution, read it first",
+    "neutral": "grey: information, no saving claimed",
+}
+
+
+def _verdict(v: Verdict) -> dict[str, Any]:
+    """The card the summary opens with: tone, headline, next command, cautions and the legend of their markers."""
     return {
+        "tone": v.tone,
+        "tones": list(_TONES.items()),
+        "headline": v.headline,
+        "command": v.command,
+        "command_note": v.command_note,
+        "cautions": [{"marker": c.marker, "text": c.text} for c in v.cautions],
+        "legend": [{"marker": m, "text": LEGEND[m]} for m in v.markers],
+    }
+
+
+def _predicted(a: Analysis, v: Verdict) -> dict[str, str | None]:
+    """Totals after converting every candidate depthwise→pointwise (m = 1): a prediction from shapes.
+
+    Green, as a saving, only when the verdict is to convert; warning-coloured when the m = 1 forms keep
+    little weight energy or the recommendations keep every candidate; neutral otherwise.
+    """
+    t = a.totals
+    tone, why = _predicted_tone(a, v)
+    return {
+        "tone": tone,
+        "label": "Predicted after rewrite" if tone == "good" else "If every candidate were converted (m = 1)",
+        "why": why,
         "macs": si(t.macs_after),
         "macs_exact": count(t.macs_after),
         "macs_ratio": ratio(t.macs_after_ratio),
@@ -136,6 +167,18 @@ def _predicted(a: Analysis) -> dict[str, str | None]:
         "params_saved": si(t.params - t.params_after),
         "energy": percent(kept) if (kept := kept_energy(a)) is not None else None,
     }
+
+
+def _predicted_tone(a: Analysis, v: Verdict) -> tuple[str, str | None]:
+    """(tone of the prediction card, why it is not a saving): good only when the verdict is to convert."""
+    if v.tone == "good":
+        return "good", None
+    kept = kept_energy(a)
+    low = kept is not None and kept < LOW_ENERGY
+    all_kept = bool(a.candidates) and all(x.recommendation and x.recommendation.action == "keep" for x in a.candidates)
+    why = [f"the m = 1 forms keep only {percent(kept)} of the weight energy"] if low and kept is not None else []
+    why += ["the recommendations keep every candidate"] if all_kept else []
+    return ("warn" if why else "neutral"), "; ".join(why) or "not what the verdict advises"
 
 
 def _agreement(ours: int, theirs: int | None) -> tuple[bool, str]:
@@ -181,100 +224,3 @@ def _cross_check(a: Analysis) -> dict[str, Any] | None:
     out["unsupported"] = [f"{op} ×{n}" for op, n in sorted(c.unsupported_ops.items())]
     out["seconds"] = f"{c.seconds:.2f} s" if c.seconds is not None else None
     return out
-
-
-def _nice_step(top: float, ticks: int = 4) -> float:
-    """A 1/2/5×10^k step giving about ``ticks`` gridlines up to ``top``."""
-    raw = top / ticks
-    mag = 10 ** math.floor(math.log10(raw))
-    return next(s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw)
-
-
-def _chart(layers: tuple[ConvLayer, ...]) -> dict[str, Any]:
-    """Bar geometry for MACs per conv before and after DW→PW (m = 1), in execution order."""
-    n = len(layers)
-    width = max(_CHART_W, _CHART_LEFT + 10 + 2 * n)
-    plot_w, plot_h = width - _CHART_LEFT - 10, _CHART_H - _CHART_TOP - _CHART_BOTTOM
-    top = max(layer.macs for layer in layers) or 1
-    step = _nice_step(top)
-    ymax = step * math.ceil(top / step)
-    y = lambda v: _CHART_TOP + plot_h * (1 - v / ymax)  # noqa: E731
-    slot = plot_w / n
-    bars = []
-    for i, layer in enumerate(layers):
-        after = layer.separable.dw_pw.macs if layer.separable else layer.macs
-        w = min(slot * 0.76, 56)
-        x = _CHART_LEFT + i * slot + (slot - w) / 2
-        tip = f"#{i + 1} {layer.name}: {count(layer.macs)} MACs"
-        tip += (
-            f" → {count(after)} predicted (DW→PW, m = 1)"
-            if layer.separable
-            else f" (not a candidate: {layer.skip_reason})"
-        )
-        bars.append(
-            {
-                "x": round(x, 2),
-                "w": round(max(w, 0.8), 2),
-                "href": f"#layer-{i + 1}",
-                "title": tip,
-                "y0": round(y(layer.macs), 2),
-                "h0": round(_CHART_TOP + plot_h - y(layer.macs), 2),
-                "y1": round(y(after), 2),
-                "h1": round(_CHART_TOP + plot_h - y(after), 2),
-                "candidate": layer.separable is not None,
-            }
-        )
-    every = max(1, math.ceil(n / 24))
-    every = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500, 1000, every) if s >= every)
-    ticks = [1] + [k for k in range(every, n + 1, every) if k != 1]
-    return {
-        "width": width,
-        "wide": width > _CHART_W,
-        "height": _CHART_H,
-        "left": _CHART_LEFT,
-        "right": width - 10,
-        "base": _CHART_TOP + plot_h,
-        "bars": bars,
-        "yticks": [{"y": round(y(v), 2), "label": si(v).replace(".00 ", " ")} for v in _frange(0, ymax, step)],
-        "xticks": [{"x": round(_CHART_LEFT + (k - 0.5) * slot, 2), "label": str(k)} for k in ticks],
-    }
-
-
-def _frange(start: float, stop: float, step: float) -> list[float]:
-    """start, start + step, … stop (inclusive), without float drift in the count."""
-    return [start + k * step for k in range(round((stop - start) / step) + 1)]
-
-
-def _graph_meta(a: Analysis) -> dict[str, Any] | None:
-    """What the template says about the graph view (the drawing itself is done by the page's JS)."""
-    g = a.graph
-    if g is None:
-        return None
-    depth = max((node.depth for node in g.nodes), default=0)
-    return {"nodes": len(g.nodes), "edges": len(g.edges), "depth": depth + 1, "truncated": g.truncated}
-
-
-def _graph_data(a: Analysis) -> dict[str, Any]:
-    """Compact arrays for the page's JS: nodes, edges by node index, and conv rows by table index."""
-    index = {layer.name: i for i, layer in enumerate(a.layers)}
-    data: dict[str, Any] = {
-        "layers": [
-            [
-                layer.name,
-                layer.kind,
-                int(layer.candidate),
-                layer.macs,
-                layer.separable.dw_pw.macs if layer.separable else layer.macs,
-            ]
-            for layer in a.layers
-        ]
-    }
-    g = a.graph
-    if g is not None:
-        ids = {node.id: i for i, node in enumerate(g.nodes)}
-        data["nodes"] = [
-            [n.id, n.label, n.op, n.macs, index.get(n.conv, -1) if n.conv else -1, n.depth, n.lane] for n in g.nodes
-        ]
-        data["edges"] = [[ids[s], ids[d]] for s, d in g.edges if s in ids and d in ids]
-        data["truncated"] = g.truncated
-    return data

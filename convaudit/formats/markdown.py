@@ -11,12 +11,14 @@ import re
 from collections import Counter
 
 from convaudit.documents.records import Analysis, ConvLayer, Separable
+from convaudit.formats.cautions import LEGEND, LOW, LOW_ENERGY, layer_marks
 from convaudit.formats.common import (
     costliest,
     count,
     kept_energy,
     kernel,
     percent,
+    plural,
     ratio,
     shape,
     si,
@@ -24,8 +26,10 @@ from convaudit.formats.common import (
     weights_text,
     where,
 )
-from convaudit.formats.latency import latency_lines, latency_rows, profile_text
+from convaudit.formats.latency import COLUMNS, cells, latency_lines, latency_rows, profile_text
 from convaudit.formats.signature import markdown_signature
+from convaudit.formats.tree import OWN_OPS, tree_rows
+from convaudit.formats.verdict import Verdict, verdict
 
 __all__ = ["md", "md_code", "render_markdown"]
 
@@ -49,8 +53,8 @@ def md_code(text: object, table: bool = True) -> str:
 
 
 def render_markdown(analysis: Analysis) -> str:
-    """Headline totals, predicted savings, the costliest candidates, skips, cross-check, gaps."""
-    a = analysis
+    """The verdict, headline totals, predicted savings, the costliest candidates, skips, cross-check, gaps."""
+    a, v = analysis, verdict(analysis)
     inputs = ", ".join(shape(s) for s in a.input_shapes)
     lines = [
         f"### convaudit: {md(a.model)}",
@@ -58,11 +62,13 @@ def render_markdown(analysis: Analysis) -> str:
         f"{md_code(a.model_class, table=False)} · input {inputs} · traced with {md(a.trace_path)} in {md(a.mode)} mode"
         f" · weights {md(weights_text(a.weights, a.weights_source))}",
     ]
+    lines += ["", *_verdict(v)]
     if a.trace_note:
         lines += ["", f"> **Trace:** {md(a.trace_note)}"]
-    lines += ["", *_headline(a)]
+    lines += ["", *_headline(a, v)]
     if a.layers:
         lines += ["", *_top(a), *_recommendations(a), *_skipped(a)]
+    lines += ["", *_tree(a)] if a.modules else []
     lines += ["", *_coverage(a)]
     if a.warnings:
         lines += [""] + [f"> **Warning:** {md(w)}" for w in a.warnings]
@@ -71,8 +77,18 @@ def render_markdown(analysis: Analysis) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _headline(a: Analysis) -> list[str]:
-    """Totals table; the converted row is labelled as a prediction."""
+def _verdict(v: Verdict) -> list[str]:
+    """What the numbers mean, the next command, the cautions with their markers, and the legend."""
+    command = md_code(v.command, table=False) if v.command else "nothing to run"
+    lines = [f"**Verdict:** {md(v.headline)}\\", f"**Next:** {command} — {md(v.command_note)}"]
+    if v.cautions:  # a backslash ends a line inside the paragraph (GFM hard line break)
+        lines += ["", *(f"- **{md(c.marker)}** {md(c.text)}" for c in v.cautions)]
+        lines += ["", "<sub>Legend: " + " · ".join(f"**{md(m)}** {md(LEGEND[m])}" for m in v.markers) + "</sub>"]
+    return lines
+
+
+def _headline(a: Analysis, v: Verdict) -> list[str]:
+    """Totals table; the converted row is labelled as a prediction, a saving only when the verdict is to convert."""
     t = a.totals
     if not a.layers:
         return [
@@ -85,27 +101,40 @@ def _headline(a: Analysis) -> list[str]:
         "| | params | MACs | share of MACs |",
         "|---|---:|---:|---:|",
         f"| model | {count(t.params)} | {count(t.macs)} ({si(t.macs)}) | 100% |",
-        f"| {len(a.layers)} convolutions | {count(t.conv_params)} | {count(t.conv_macs)} "
+        f"| {plural(len(a.layers), 'convolution')} | {count(t.conv_params)} | {count(t.conv_macs)} "
         f"| {percent(t.conv_macs_share)} |",
-        f"| {t.candidates} candidates | {count(t.candidate_params)} | {count(t.candidate_macs)} | {cand_share} |",
+        f"| {plural(t.candidates, 'candidate')} | {count(t.candidate_params)} | {count(t.candidate_macs)} "
+        f"| {cand_share} |",
         "| **predicted** after converting all candidates (DW→PW, m = 1) "
         f"| {count(t.params_after)} ({ratio(t.params_after_ratio)}) "
         f"| {count(t.macs_after)} ({ratio(t.macs_after_ratio)}) | |",
         "",
         f"MACs = multiply-accumulates; FLOPs = 2·MACs = {si(t.flops)} for the model.",
         "",
-        f"**Predicted saving: {si(t.macs - t.macs_after)} MACs ({percent(1 - t.macs_after_ratio)}) and "
-        f"{si(t.params - t.params_after)} params** — a prediction from shapes (depthwise→pointwise, "
-        "channel multiplier m = 1), not a measurement." + _energy_note(a),
+        _saving(a, v),
     ]
+
+
+def _saving(a: Analysis, v: Verdict) -> str:
+    """The all-candidates m = 1 prediction: bold as a saving only when the verdict is to convert, else plain."""
+    t = a.totals
+    figures = (
+        f"{si(t.macs - t.macs_after)} fewer MACs ({percent(1 - t.macs_after_ratio)}) and "
+        f"{si(t.params - t.params_after)} fewer params"
+    )
+    basis = " — a prediction from shapes (depthwise→pointwise, channel multiplier m = 1), not a measurement."
+    if v.tone == "good":
+        return f"**Predicted saving: {figures}**{basis}{_energy_note(a)}"
+    return f"If every candidate were converted at m = 1: {figures}{basis}{_energy_note(a)} See the verdict above."
 
 
 def _energy_note(a: Analysis) -> str:
     """How faithful the m = 1 forms are, from the weights (empty when there were none to read)."""
     kept = kept_energy(a)
-    return (
-        "" if kept is None else f" At m = 1 the candidates keep {percent(kept)} of their weight energy (MAC-weighted)."
-    )
+    if kept is None:
+        return ""
+    mark = f"**{md(LOW)}** " if kept < LOW_ENERGY else ""
+    return f" {mark}At m = 1 the candidates keep {percent(kept)} of their weight energy (MAC-weighted)."
 
 
 def _top(a: Analysis) -> list[str]:
@@ -114,54 +143,67 @@ def _top(a: Analysis) -> list[str]:
     if not top:
         return ["No candidates: no convolution here would get cheaper as depthwise→pointwise."]
     lines = [
-        f"**Top {len(top)} candidates** by predicted MAC savings (of {a.totals.candidates}):",
+        f"**Top {plural(len(top), 'candidate')}** by predicted MAC savings (of {a.totals.candidates}):",
         "",
-        "| layer | source | kernel | in → out | MACs | predicted DW→PW MACs | × | params → predicted | energy kept |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| layer | source | kernel | in → out | MACs | predicted DW→PW MACs | × | params → predicted | energy kept "
+        "| caution |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    lines += [_top_row(layer, layer.separable) for layer in top if layer.separable is not None]
+    marks = layer_marks(a)
+    lines += [
+        _top_row(layer, layer.separable, marks.get(layer.name, "")) for layer in top if layer.separable is not None
+    ]
     lines += [
         "",
-        "Energy kept: the share of the layer's weight energy the m = 1 form keeps (100% = exact; — = no weights).",
+        "Energy kept: the share of the layer's weight energy the m = 1 form keeps (100% = exact; — = no weights);"
+        " caution: the markers of the legend above.",
     ]
     return lines
 
 
-def _top_row(layer: ConvLayer, sep: Separable) -> str:
+def _top_row(layer: ConvLayer, sep: Separable, marks: str) -> str:
     io = f"{shape(layer.input_shape)} → {shape(layer.output_shape)}"
     return (
         f"| {md_code(layer.name)} | {md_code(_location(layer.source)) if layer.source else ''} "
         f"| {kernel(layer)} | {io} "
         f"| {si(layer.macs)} | {si(sep.dw_pw.macs)} | {ratio(sep.dw_pw.macs_ratio)} "
         f"| {count(layer.params)} → {count(sep.dw_pw.params)} "
-        f"| {f'{layer.separability.dw_pw[0]:.0%}' if layer.separability and layer.separability.dw_pw else '—'} |"
+        f"| {f'{layer.separability.dw_pw[0]:.0%}' if layer.separability and layer.separability.dw_pw else '—'} "
+        f"| {' '.join(f'**{md(m)}**' for m in marks)} |"
     )
 
 
 def _recommendations(a: Analysis) -> list[str]:
     """Per candidate: convert or keep, with MAC, bytes, predicted and measured time ratios and energy side by side."""
-    rows = latency_rows(a)
-    if not rows:
+    table = [_recommendation_row(cells(r)) for r in latency_rows(a)]
+    if not table:
         return []
+    numeric = ("macs", "bytes", "predicted", "measured", "energy")
     lines = [
         "",
         f"**Recommendations** — predicted times from the device profile ({md(profile_text(a))}):",
         "",
-        "| layer | recommendation | form | MACs × | bytes × | predicted time × | measured time × | energy | reason |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| " + " | ".join(heading for _, heading in COLUMNS) + " |",
+        "|" + "|".join("---:" if key in numeric else "---" for key, _ in COLUMNS) + "|",
+        *table[:TOP],
     ]
-    for r in rows[:TOP]:
-        pred = f"{r.predicted_ratio:.2f}×" if r.predicted_ratio is not None else "—"
-        energy = f"{r.energy:.0%}" if r.energy is not None else "—"
-        measured = md(r.measured_text).replace(" unreliable", " **unreliable**")
-        lines.append(
-            f"| {md_code(r.name)} | {'**convert**' if r.action == 'convert' else 'keep'} | {md_code(r.form)} "
-            f"| {r.macs_ratio:.2f}× | {r.bytes_ratio:.2f}× | {pred} | {measured} | {energy} | {md(r.reason)} |"
-        )
-    if len(rows) > TOP:
-        lines.append(f"| … {len(rows) - TOP} more (see the HTML or JSON report) | | | | | | | | |")
+    if len(table) > TOP:
+        lines.append(f"| … {len(table) - TOP} more (see the HTML or JSON report) |" + " |" * (len(COLUMNS) - 1))
     lines += ["", *(f"- {md(line)}" for line in latency_lines(a))]
     return lines
+
+
+def _recommendation_row(c: dict[str, str]) -> str:
+    """One table row from ``formats.latency.cells``: names as code, a conversion in bold, 'unreliable' in bold."""
+    shown = {
+        **c,
+        "name": md_code(c["name"]),
+        "action": "**convert**" if c["action"] == "convert" else "keep",
+        "form": md_code(c["form"]),
+        "measured": md(c["measured"]).replace(" unreliable", " **unreliable**"),
+        "reason": md(c["reason"]),
+    }
+    return "| " + " | ".join(shown[key] for key, _ in COLUMNS) + " |"
 
 
 def _location(source: str) -> str:
@@ -195,3 +237,24 @@ def _coverage(a: Analysis) -> list[str]:
     else:
         lines += ["", "Every op that ran has a cost rule."]
     return lines
+
+
+def _tree(a: Analysis) -> list[str]:
+    """The module tree to the analysis's depth, with subtotals, shares and the totals row (formats/tree.py)."""
+    rows = tree_rows(a)
+    deepest = max(n.depth for n in a.modules)
+    more = f"; deeper modules fold into their row (<code>--depth {deepest}</code> shows all {deepest} levels)"
+    lines = [
+        f"<details><summary><b>Modules</b> (depth ≤ {a.tree_depth}{more if deepest > a.tree_depth else ''})</summary>",
+        "",
+        "| module | type | params | MACs | share | output | DW→PW m=1 | × | convs |",
+        "|---|---|---:|---:|---:|---|---:|---:|---|",
+    ]
+    for r in rows:
+        label = "**total**" if r.total else ("&emsp;" * (r.depth - 1) + (md(OWN_OPS) if r.own else md_code(r.label)))
+        after = si(r.after_macs) if r.after_macs is not None else ("—" if r.action else "")
+        lines.append(
+            f"| {label} | {md(r.type)} | {count(r.params)} | {si(r.macs) if r.macs else '0'} | {r.share:.1%} "
+            f"| {r.output} | {after} | {ratio(r.after_ratio) if r.after_ratio is not None else ''} | {md(r.action)} |"
+        )
+    return [*lines, "", "</details>"]

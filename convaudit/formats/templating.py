@@ -1,7 +1,7 @@
 """The jinja2 environment both HTML pages share (the report and the conversion page).
 
 Templates come from the installed ``convaudit.templates`` package, else from the source tree; they are
-autoescaped, and ``report.css``/``report.js`` are inlined verbatim so every page is self-contained.
+autoescaped, and ``report.css``/``report.js``/``graph.js`` are inlined verbatim so every page is self-contained.
 JSON for the page's JS goes into a ``<script type="application/json">`` block through :func:`script_json`,
 escaped so no name can close it.
 """
@@ -21,7 +21,7 @@ __all__ = ["ASSETS", "SOURCE_TEMPLATES", "jinja_environment", "script_json", "te
 
 #: A template every templates directory has: how :func:`template_root` recognises one.
 _MARKER = "report.html.j2"
-ASSETS = ("report.css", "report.js")
+ASSETS = ("report.css", "report.js", "graph.js")
 #: Source-tree fallback when the package ``convaudit.templates`` is not importable (uninstalled checkout).
 SOURCE_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

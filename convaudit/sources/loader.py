@@ -11,6 +11,7 @@ Every source says where its weights come from: ``"loaded"`` (a checkpoint, an ON
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import sys
@@ -32,9 +33,9 @@ from convaudit.sources.inputs import (
     parse_shape,
     split_inputs,
 )
-from convaudit.sources.locations import record_definitions
+from convaudit.sources.locations import display_path, record_definitions
 from convaudit.sources.onnx import load_onnx
-from convaudit.sources.zoo import ZOO_PREFIXES, load_zoo
+from convaudit.sources.zoo import SEED, ZOO_PREFIXES, load_zoo, seeded
 from convaudit.vocab import WeightsOrigin
 
 __all__ = ["CHECKPOINT_SUFFIXES", "LoadedModel", "load", "parse_shape"]
@@ -110,20 +111,29 @@ def load(
 # ---------------------------------------------------------------- model.py
 
 
+def _module_name(path: Path) -> str:
+    """The name a model file is imported under: its stem, else one from its path as reports show it (the
+    same in every run and checkout, unlike ``hash()``), else from its absolute path when that one is taken."""
+    if path.stem.isidentifier() and path.stem not in sys.modules:
+        return path.stem
+    for key in (display_path(str(path)), str(path.resolve())):
+        name = f"_convaudit_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        taken = sys.modules.get(name)
+        if taken is None or Path(getattr(taken, "__file__", "") or "").resolve() == path.resolve():
+            return name
+    return name
+
+
 def _load_python(path: Path, entry: str | None) -> LoadedModel:
-    name = (
-        path.stem
-        if path.stem.isidentifier() and path.stem not in sys.modules
-        else f"_convaudit_{abs(hash(str(path.resolve())))}"
-    )
+    name = _module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"{path}: not a Python file; give a model.py, a checkpoint (.pt/.pth) or torchvision:NAME")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     sys.path.insert(0, str(path.parent.resolve()))
-    try:
-        with record_definitions():
+    try:  # under a fixed seed, restored after: weights initialised at import or build are the same each run
+        with seeded(), record_definitions():
             try:
                 spec.loader.exec_module(module)
             except SyntaxError as exc:
@@ -137,10 +147,11 @@ def _load_python(path: Path, entry: str | None) -> LoadedModel:
                     f"{_user_frame(exc, path)}: {type(exc).__name__}: {exc} (while running {path.name})"
                 ) from exc
             model, what = _pick_entry(module, path, entry)
-        args, kwargs = _example_inputs(module, path)
+            args, kwargs = _example_inputs(module, path)
     finally:
         sys.path.remove(str(path.parent.resolve()))
-    return LoadedModel(model, args, kwargs, str(path), what, namespace=vars(module), weights_source=str(path))
+    built = f"{display_path(str(path))}, built under seed {SEED}"
+    return LoadedModel(model, args, kwargs, str(path), what, namespace=vars(module), weights_source=built)
 
 
 def _pick_entry(module: Any, path: Path, entry: str | None) -> tuple[nn.Module, str]:

@@ -1,8 +1,9 @@
 """Model zoos: ``torchvision:NAME`` and ``timm:NAME``, built untrained (nothing is fetched) at their own input size.
 
-Each builder runs under a fixed seed (torch's global generator seeded with 0, its state restored after),
-so two reports of the same name show the same (random) weights and the caller's random stream does not
-move. The input size comes from the model's own data before anything is guessed: timm's
+Each builder runs under a fixed seed (torch's global generator seeded with :data:`SEED`, its state
+restored after: :func:`seeded`), so two reports of the same name show the same (random) weights, say so
+("under seed 0"), and the caller's random stream does not move; the loader runs a model.py the same way.
+The input size comes from the model's own data before anything is guessed: timm's
 ``pretrained_cfg['input_size']``; for torchvision the size a ViT is built for (``image_size``), else the
 crop (or resize) size of its default weights' transforms, else a small table. torchvision's detectors take
 a list of ``[C, H, W]`` images: one image, the size their own transform resizes to (``fixed_size``, else the
@@ -25,10 +26,13 @@ from convaudit.errors import ModelLoadError
 from convaudit.sources.inputs import InputForm
 from convaudit.sources.locations import record_definitions
 
-__all__ = ["VIDEO_FRAMES", "ZOO_PREFIXES", "ZooModel", "load_zoo", "seeded"]
+__all__ = ["SEED", "VIDEO_FRAMES", "ZOO_PREFIXES", "ZooModel", "load_zoo", "seeded"]
 
 #: The source prefixes this module builds.
 ZOO_PREFIXES = ("torchvision:", "timm:")
+
+#: The seed untrained models are built under (zoo builders, a model.py's import and build).
+SEED = 0
 
 #: Frames per clip for torchvision's video models (the clip length of torchvision's video references).
 VIDEO_FRAMES = 16
@@ -48,13 +52,13 @@ class ZooModel:
     shape: tuple[int, ...] | None
     shape_note: str | None  #: where the shape came from, for the report
     entry: str  #: what was built, e.g. "timm.create_model('resnet18')"
-    built: str  #: the builder call, the report's weights source
+    built: str  #: the builder call and its seed, the report's weights source
     form: InputForm = field(default_factory=InputForm)  #: how shapes become its inputs (a detector's list of images)
     notes: tuple[str, ...] = ()  #: more for the report, kept when --input-shape replaces the shape
 
 
 @contextlib.contextmanager
-def seeded(seed: int = 0) -> Iterator[None]:
+def seeded(seed: int = SEED) -> Iterator[None]:
     """Torch's global CPU generator seeded for the block; its state (the caller's random stream) restored after."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)  # NB: not torch.manual_seed, which also queues CUDA seeds for later
@@ -102,7 +106,11 @@ def _timm(name: str) -> ZooModel:
     shape = (1, *size) if _is_size(size) else None
     note = _shape_note(shape, "timm's pretrained_cfg['input_size']") if shape else None
     return ZooModel(
-        model, shape, note, f"timm.create_model({name!r})", f"timm.create_model({name!r}, pretrained=False)"
+        model,
+        shape,
+        note,
+        f"timm.create_model({name!r})",
+        f"timm.create_model({name!r}, pretrained=False) under seed {SEED}",
     )
 
 
@@ -137,7 +145,7 @@ def _torchvision(name: str) -> ZooModel:
         shape,
         _shape_note(shape, where),
         f"torchvision.models.{name}",
-        f"torchvision.models.{name}(weights=None)",
+        f"torchvision.models.{name}(weights=None) under seed {SEED}",
     )
 
 
@@ -162,7 +170,7 @@ def _detector(name: str, model: nn.Module) -> ZooModel:
         shape,
         note,
         f"torchvision.models.{name}",
-        f"torchvision.models.{name}(weights=None)",
+        f"torchvision.models.{name}(weights=None) under seed {SEED}",
         form=InputForm(images=True),
         notes=notes,
     )
