@@ -138,9 +138,8 @@ def _analyze(
         costs, ops = [], []
         total_macs = sum(op.macs for op in extra_aten)
         missing = list(dict.fromkeys(uncosted(extra_aten, "forward")))
-    params = sum(p.numel() for p in model.parameters())
-    totals = model_totals(params, total_macs, layers)
     modules, other_ops = module_tree(model, seen, costs, layers)  # from this one pass: nothing runs again
+    totals = model_totals(modules[0].params, total_macs, layers)  # the root: every parameter once
     layers, measurement, timing, profile = with_latency(layers, options, progress)  # predicted; measured if asked
     view = _graph(traced.graph, calls, costs, layers) if options.graph and traced is not None else None
     checked = None
