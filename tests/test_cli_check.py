@@ -134,6 +134,8 @@ def test_output_file_format_from_its_suffix(project: Path, capsys) -> None:
     assert "OVER  max-macs" in out and "check.sarif (sarif)" in out
     assert main(["check", "model.py", "--max-macs", "1M", "-o", "check.html"]) == EXIT_USAGE
     assert "a check is written as text, json or sarif" in capsys.readouterr().err
+    assert main(["check", "model.py", "--max-macs", "1M", "-o", "check.csv"]) == EXIT_USAGE  # not text in disguise
+    assert "unknown suffix .csv" in capsys.readouterr().err and not (project / "check.csv").exists()
     assert main(["check", "model.py", "--max-macs", "1M", "-o", "check.sarif"]) == EXIT_USAGE  # exists: --force
     for name in ("check.sarif", "check.json", "check.txt"):  # --force replaces what check wrote, in each format
         assert main(["check", "model.py", "--max-macs", "1M", "-o", name]) in (EXIT_BUDGET, EXIT_USAGE)

@@ -73,6 +73,11 @@ def output_format(args: argparse.Namespace) -> str:
     from convaudit.formats import SUFFIXES
 
     implied = SUFFIXES.get(Path(args.output).suffix.lower()) if args.output != "-" else None
+    if args.output != "-" and implied is None and not args.format:
+        raise UsageError(
+            f"-o {args.output}: unknown suffix {Path(args.output).suffix or '(none)'}; use .txt, .json or .sarif, "
+            "or give --format"
+        )
     if implied is not None and implied not in FORMATS:
         raise UsageError(f"-o {args.output}: a check is written as text, json or sarif (.txt, .json, .sarif)")
     if implied is not None and args.format and implied != args.format:
