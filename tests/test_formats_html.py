@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,10 +16,10 @@ from convaudit.formats import html_table, templating
 from convaudit.formats.common import cut_left
 from convaudit.formats.html import render_html
 from convaudit.formats.templating import SOURCE_TEMPLATES, script_json, template_root
+from tests.fixtures.chromium import CHROMIUM, run_chromium
 from tests.fixtures.models import EvilNames, OnlyLinear, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DATA_BLOCK = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
 
@@ -243,29 +241,6 @@ def test_large_graph_renders_fast(small: Analysis) -> None:
 # --- in a real browser --------------------------------------------------------------------------
 
 
-def run_chromium(page: Path, tmp_path: Path) -> tuple[str, str]:
-    """The DOM after the page's scripts ran, and Chromium's log (console messages included)."""
-    assert CHROMIUM is not None
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--window-size=1400,1000",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, done.stderr
-
-
 def html_tag(dom: str) -> str:
     """The opening <html> tag, where the page records that it ran (and any script error)."""
     found = re.search(r"<html[^>]*>", dom)
@@ -304,7 +279,7 @@ def test_renders_in_chromium_without_errors(case: str, small: Analysis, evil: An
     page = tmp_path / "report.html"
     page.write_text(render_html(analysis), encoding="utf-8")
     start = time.perf_counter()
-    dom, log = run_chromium(page, tmp_path)
+    dom, log = run_chromium(page, tmp_path / "profile", "--window-size=1400,1000")
     assert time.perf_counter() - start < 120
     root = html_tag(dom)
     assert 'data-report-ready="ok"' in root, "the page's script did not finish"
@@ -321,7 +296,7 @@ def test_renders_in_chromium_without_errors(case: str, small: Analysis, evil: An
 def test_table_sorts_and_filters_in_chromium(small: Analysis, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_html(small).replace("</body>", PROBE), encoding="utf-8")
-    dom, _ = run_chromium(page, tmp_path)
+    dom, _ = run_chromium(page, tmp_path / "profile", "--window-size=1400,1000")
     assert "data-js-errors" not in html_tag(dom)
     probe = re.search(r'data-probe="([^"]*)"', dom)
     assert probe is not None

@@ -10,8 +10,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ import torch
 
 import convaudit
 from convaudit.formats.html import render_html
+from tests.fixtures.chromium import CHROMIUM, run_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 WIDTHS = (1400, 800)
 MODELS = ("resnet50", "efficientnet_b0")
 
@@ -61,30 +59,6 @@ def page(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return request.param, path
 
 
-def chromium(page: Path, width: int, shot: Path) -> tuple[str, str]:
-    """The DOM after the scripts ran and Chromium's log; a screenshot of the first screen to ``shot``."""
-    assert CHROMIUM is not None
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={page.parent / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-        f"--window-size={width},1200",
-        f"--screenshot={shot}",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, done.stderr
-
-
 @pytest.mark.zoo
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -92,7 +66,9 @@ def chromium(page: Path, width: int, shot: Path) -> tuple[str, str]:
 def test_report_in_chromium(page: tuple[str, Path], width: int) -> None:
     name, path = page
     shot = path.parent / f"{name}-{width}.png"
-    dom, log = chromium(path, width, shot)
+    dom, log = run_chromium(
+        path, path.parent / "profile", f"--window-size={width},1200", f"--screenshot={shot}", timeout=120
+    )
     root = re.search(r"<html[^>]*>", dom)
     assert root is not None and 'data-report-ready="ok"' in root.group(0), "the page's script did not finish"
     assert "data-js-errors" not in root.group(0), root.group(0)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from convaudit.formats.index import COLUMNS, render_index, summary_text
 from convaudit.formats.signature import is_convaudit_report
+from tests.fixtures.chromium import CHROMIUM, run_chromium
 
 HOSTILE = '<img src=x onerror="alert(1)">&"\'.py'
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 def row(model: str, macs: int | None, status: str = "ok", **more: object) -> dict:
@@ -79,10 +77,7 @@ def test_clicking_a_header_sorts_in_chromium(tmp_path: Path) -> None:
     rows = [row("b.py", 300, name="b"), row("a.py", None, "failed", name="a"), row("c.py", 20, name="c")]
     page = tmp_path / "index.html"
     page.write_text(render_index(doc(*rows)).replace("</body>", CLICK, 1), encoding="utf-8")
-    assert CHROMIUM is not None
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-    cmd += [f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    dom, _ = run_chromium(page, tmp_path / "profile", timeout=120)
     found = dict(re.findall(r'data-(after-one|after-two|by-model)="([^"]*)"', dom))
     # ascending MACs, then descending; a model without figures (failed) last either way
     assert found == {"after-one": "c,b,a", "after-two": "b,c,a", "by-model": "a,b,c"}

@@ -99,14 +99,14 @@ def status_counts(diff: ModelDiff) -> str:
     return " · ".join([*parts, f"{diff.unchanged} unchanged"])
 
 
-def summary_line(diff: ModelDiff) -> str:
-    """MACs and params with their change, then how many layers changed."""
+def summary_line(diff: ModelDiff, strong: str = "") -> str:
+    """MACs and params with their change, then how many layers changed; ``strong`` wraps each change ("**")."""
     parts = []
     for key in ("macs", "params"):
         row = diff.total(key)
         if row is not None:
-            change = signed_percent(row.base, row.head)
-            parts.append(f"{row.label} {change} ({metric_text(row, row.base)} → {metric_text(row, row.head)})")
+            change = f"{strong}{row.label} {signed_percent(row.base, row.head)}{strong}"
+            parts.append(f"{change} ({metric_text(row, row.base)} → {metric_text(row, row.head)})")
     return " · ".join([*parts, status_counts(diff)])
 
 

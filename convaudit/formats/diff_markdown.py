@@ -17,7 +17,7 @@ from convaudit.formats.diff import (
     ordered_layers,
     signed,
     signed_percent,
-    status_counts,
+    summary_line,
 )
 from convaudit.formats.markdown import md, md_code
 from convaudit.formats.signature import markdown_signature
@@ -63,7 +63,7 @@ def render_diff_markdown(diff: ModelDiff, budget: int = BUDGET) -> str:
         MARKER,
         f"### convaudit diff: {md_code(_short(base.source), False)} → {md_code(_short(head.source), False)}",
         "",
-        _summary(diff),
+        summary_line(diff, strong="**"),
         "",
     ]
     lines += [f"> **Warning:** {md(w)}" for w in diff.warnings] + ([""] if diff.warnings else [])
@@ -104,17 +104,6 @@ def _fill(layers: list[LayerDiff], room: int) -> tuple[list[str], int]:
         rows.append(row)
         room -= size
     return rows, room
-
-
-def _summary(diff: ModelDiff) -> str:
-    """**MACs +12.50%** (634.83 M → 714.21 M) · params … · 1 changed · … unchanged."""
-    parts = []
-    for key in ("macs", "params"):
-        row = diff.total(key)
-        if row is not None:
-            change = signed_percent(row.base, row.head)
-            parts.append(f"**{row.label} {change}** ({metric_text(row, row.base)} → {metric_text(row, row.head)})")
-    return " · ".join([*parts, status_counts(diff)])
 
 
 def _ops(diff: ModelDiff, limit: int = 5) -> list[str]:
