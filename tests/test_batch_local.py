@@ -37,18 +37,22 @@ def test_a_stopped_batch_kills_the_running_models(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     write_batch(tmp_path)
 
+    pid_file = tmp_path / "hanging.pid"
+
     def stop(outcome: Outcome) -> None:
-        raise KeyboardInterrupt  # as Ctrl-C in the calling thread, once the broken model is reported
+        # as Ctrl-C in the calling thread, once the broken model is reported and the hanging one has started
+        # its own process (a busy machine can take seconds to get that far: wait for it, not a fixed sleep)
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        raise KeyboardInterrupt
 
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_local(jobs_for(tmp_path, ("hanging.py", "broken.py"), timeout=300), stop, workers=2, entry=main)
-    assert time.monotonic() - start < 60  # not the hanging model's 300 s
-    deadline = time.monotonic() + 10
-    pid_file = tmp_path / "hanging.pid"
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    assert time.monotonic() - start < 120  # not the hanging model's 300 s
     grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
     while alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(grandchild)
