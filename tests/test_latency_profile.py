@@ -120,6 +120,26 @@ def test_fit_on_synthetic_timings_recovers_the_rates(noise: float) -> None:
     assert any("channels_last" in note and "prior kept" in note for note in fitted.notes)
 
 
+def test_a_near_hard_roofline_is_fitted_not_lost_to_underflow() -> None:
+    """A machine whose time is the max of compute and memory (blend ~200, as fitted on this CPU's channels_last
+    standard convs): compute**p underflows in float64, and the fit once gave NaN from every start and kept the prior."""
+    truth = RooflineFit(5e-5, 2e11, 1e11, 200.0, 0.1, 40.0, 1e7, 5.0, lanes=16)
+    compute, memory = 2e-4, 1e-5
+    assert truth.seconds(compute * truth.macs_per_second, memory * truth.bytes_per_second, 1e9, 1e9) == (
+        pytest.approx(5e-5 + compute, rel=0.02)
+    )
+    samples = [
+        cal.Sample(shape, cal.predict_one(truth, shape))
+        for _, shape in cal.grid(seed=1, per_kind=50, sequences=0)
+        if shape.memory_format == "channels_last" and shape.kind == "standard"
+    ]
+    prior = cal.with_lanes(prof.default_profile(), 16)
+    fit = cal.fit_profile(samples, prior=prior).fits["channels_last"]["standard"]
+    assert fit != prior.fits["channels_last"]["standard"]
+    assert fit.points == len(samples) >= 24 and fit.rms_log_error <= 0.02
+    assert fit.macs_per_second == pytest.approx(truth.macs_per_second, rel=0.05)
+
+
 @pytest.mark.parametrize(
     "cin,cout,g,lanes,factor",
     [

@@ -67,6 +67,8 @@ def fit_profile(samples: Sequence[Sample], prior: DeviceProfile, prior_weight: f
             fits[fmt][kind] = fit_kind(pts, base, prior_weight) if pts else base
             if not pts:
                 notes.append(f"{fmt} {kind}: no shape measured, prior kept")
+            elif len(pts) >= MIN_POINTS and _params(fits[fmt][kind]) == _params(base):
+                notes.append(f"{fmt} {kind}: the fit diverged from every start, prior kept ({len(pts)} shapes)")
         logs = [
             math.log(s.seconds / s.parts_seconds) for s in samples if s.parts_seconds and s.shape.memory_format == fmt
         ]
@@ -149,9 +151,13 @@ def predict_one(fit: RooflineFit, shape: ConvShape) -> float:
     return float(fit.seconds(shape.vector_macs(fit.lanes), shape.bytes, shape.channels_per_group, shape.pixels))
 
 
+def _params(fit: RooflineFit) -> tuple[float, ...]:
+    return tuple(getattr(fit, name) for name in PARAMS)
+
+
 def _encode(fit: RooflineFit) -> list[float]:
     """The fitted parameters as logs, so each stays positive: the blend as log(p - 1), the slowdown as log(1 + r)."""
-    values = [getattr(fit, name) for name in PARAMS]
+    values = list(_params(fit))
     values[BLEND] -= 1
     values[SLOWDOWN] += 1
     return [math.log(max(v, 1e-3)) for v in values]

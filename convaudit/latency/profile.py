@@ -53,7 +53,9 @@ __all__ = [
 ]
 
 #: Bumped whenever the model form or the calibration changes: older cache files are stale.
-PROFILE_VERSION = 2  #: 2: MACs padded to the SIMD lanes (``ConvShape.vector_macs``)
+#: 2: MACs padded to the SIMD lanes (``ConvShape.vector_macs``); 3: the soft maximum scaled by its larger term
+#: (version 2 fits of near-hard rooflines underflowed to NaN and kept the prior)
+PROFILE_VERSION = 3
 KINDS = ("standard", "grouped", "depthwise", "pointwise")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 #: Bytes per element by dtype name (``ConvLayer.dtype`` spells them so); others count as 4.
@@ -196,7 +198,12 @@ class RooflineFit:
         eff = channels / (channels + self.channel_half) * pixels / (pixels + self.pixel_half)
         compute = macs / (self.macs_per_second * eff)
         memory = nbytes / self.bytes_per_second * (1 + self.cache_slowdown * nbytes / (nbytes + self.cache_bytes))
-        return self.overhead_seconds + (compute**self.blend + memory**self.blend) ** (1 / self.blend)
+        # NB: scaled by the larger term (max written as arithmetic, for floats and tensors alike): a large blend
+        # would underflow compute**p to 0 (and the fit's gradient to NaN)
+        top = (compute + memory + abs(compute - memory)) / 2
+        return self.overhead_seconds + top * ((compute / top) ** self.blend + (memory / top) ** self.blend) ** (
+            1 / self.blend
+        )
 
     def predict(self, shape: ConvShape) -> float:
         """The roofline's time for ``shape``, corrected by the residuals of the measured shapes near it."""
