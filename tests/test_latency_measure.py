@@ -22,6 +22,7 @@ from convaudit.formats import render
 from convaudit.formats.latency import latency_rows
 from convaudit.latency.measure import (
     MAX_INPUT_BYTES,
+    SWEEPS,
     measure,
     measure_end_to_end,
     measure_layers,
@@ -125,8 +126,8 @@ def test_layers_are_timed_interleaved_on_the_clock_in_eval_and_no_grad(monkeypat
     layers = candidates(MIXED, (1, 8, 20, 20))
     done: list[tuple[int, int]] = []
     found = measure_layers(layers, clock=TickClock(), load_meter=NoLoad, progress=lambda d, t: done.append((d, t)))
-    assert seen == [(False, False, False)] * 4
-    assert list(found) == [layer.name for layer in layers] and done == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert seen == [(False, False, False)] * 4 * SWEEPS  # each layer once per sweep
+    assert list(found) == [layer.name for layer in layers] and done == [(i, 4 * SWEEPS) for i in range(1, 13)]
     for lat in found.values():
         # every batch reads one tick of one call: the harness's figures, not the machine's
         assert dataclasses.replace(lat, measured_ci=None) == LayerLatency(
@@ -137,7 +138,8 @@ def test_layers_are_timed_interleaved_on_the_clock_in_eval_and_no_grad(monkeypat
             "contiguous",
         )
         assert lat.measured_ci == dict.fromkeys(("dw_pw", "pw_dw"), (1.0, 1.0))  # each ratio's CI, here exact
-    assert all(c.spreads["original"].runs == 6 for c in found.comparisons.values())  # the CI's first possible size
+    # the CI's first possible size per sweep, pooled over the sweeps
+    assert all(c.spreads["original"].runs == 6 * SWEEPS for c in found.comparisons.values())
     assert found.measurement.unreliable_reasons == () and found.measurement.load == 0.0
     assert found.measurement.threads == torch.get_num_threads()
 
@@ -184,6 +186,45 @@ def test_the_per_layer_and_whole_run_caps() -> None:
     capped = measure_layers(layers[:1], max_seconds_per_layer=0.01, clock=TickClock(), load_meter=NoLoad)
     (c,) = capped.comparisons.values()
     assert not c.reliable and "not within ±10%" in c.reasons[0]
+
+
+def test_sweeps_spread_each_layer_over_the_run_and_pool_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    layers = candidates(MIXED, (1, 8, 20, 20))[:2]
+    order: list[str] = []
+    real_compare = measure_module.compare
+
+    def spy_compare(fns: dict[str, Callable[[], Any]], **kwargs: Any) -> Any:
+        order.append(str(kwargs["max_seconds"]))
+        return real_compare(fns, **kwargs)
+
+    monkeypatch.setattr(measure_module, "compare", spy_compare)
+    real_time = measure_module._time_layer
+    names: list[str] = []
+
+    def spy_time(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        names.append(layer.name)
+        return real_time(layer, *args, **kwargs)
+
+    monkeypatch.setattr(measure_module, "_time_layer", spy_time)
+    found = measure_layers(
+        layers, sweeps=3, max_seconds_per_layer=0.9, max_seconds=None, clock=TickClock(), load_meter=NoLoad
+    )
+    first, second = (layer.name for layer in layers)
+    assert names == [first, second] * 3  # sweep after sweep over all the layers, not one layer at a time
+    assert order == ["0.3"] * 6  # each sweep gets its share of the per-layer cap
+    for c in found.comparisons.values():
+        assert c.rounds is not None and c.spreads["original"].runs == len(c.rounds.per_call["original"]) == 18
+    one = measure_layers(layers, sweeps=1, clock=TickClock(), load_meter=NoLoad)
+    assert all(c.spreads["original"].runs == 6 for c in one.comparisons.values())
+
+
+def test_a_layer_cut_from_a_later_sweep_keeps_the_sweeps_it_had() -> None:
+    layers = candidates(MIXED, (1, 8, 20, 20))[:2]
+    found = measure_layers(
+        layers, sweeps=3, max_seconds_per_layer=0.9, max_seconds=0.2, clock=TickClock(), load_meter=NoLoad
+    )
+    assert set(found) == {layer.name for layer in layers} and not found.skipped  # each timed in the first sweep
+    assert all(0 < c.spreads["original"].runs < 18 for c in found.comparisons.values())
 
 
 def test_large_tensors_are_skipped_with_a_reason() -> None:
@@ -245,7 +286,7 @@ def test_both_memory_formats_in_one_run() -> None:
         assert lat.memory_format == "contiguous" and list(lat.by_format or {}) == ["contiguous", "channels_last"]
         assert (lat.by_format or {})["contiguous"] == dataclasses.replace(lat, by_format=None)
         assert found.by_format["contiguous"][name] is found.comparisons[name]
-        assert found.by_format["channels_last"][name].spreads["original"].runs == 6
+        assert found.by_format["channels_last"][name].spreads["original"].runs == 6 * SWEEPS
     used = [(lat.by_format or {})["channels_last"].memory_format for lat in found.values()]
     assert used == ["channels_last"] * 4 + ["contiguous"]  # 1-d convs have no channels_last
 

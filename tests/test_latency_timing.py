@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from convaudit.errors import UsageError
-from convaudit.latency.timing import LoadMeter, compare, median_ci, quantum_clusters, spread_of
+from convaudit.latency.timing import LoadMeter, compare, median_ci, pool, quantum_clusters, spread_of
 
 
 class FakeClock:
@@ -192,6 +192,44 @@ def test_quantum_clusters_on_synthetic_readings() -> None:
     assert quantum_clusters([0.010] * 20) is None  # a call that simply takes 10 ms
     assert quantum_clusters([0.010] * 12 + [0.020] * 8) == 0.010  # ... and is delayed by whole quanta
     assert quantum_clusters([0.00405, 0.00798, 0.01205] + [2e-3] * 5) == 0.004
+
+
+def test_pooled_sweeps_are_the_figures_of_all_their_rounds() -> None:
+    """Two comparisons of a/b taken when the machine ran b at 2x and later at 4x the baseline's time: pooled,
+    the median and CI come from all the rounds together (the oracle: statistics on the concatenation)."""
+    clock = FakeClock()
+    early = compare(
+        {"a": fake(clock, constant(1e-3)), "b": fake(clock, constant(2e-3))},
+        baseline="a",
+        clock=clock,
+        load=FakeLoad(0.2),
+    )
+    late = compare(
+        {"a": fake(clock, constant(1e-3)), "b": fake(clock, cycle_of([4e-3, 4.4e-3]))},
+        baseline="a",
+        clock=clock,
+        load=FakeLoad(0.4),
+        min_rounds=9,
+    )
+    assert early.reliable and late.reliable and early.ratios["b"] == pytest.approx(2.0)
+    both = pool([early, late])
+    assert early.rounds is not None and late.rounds is not None and both.rounds is not None
+    ratios = [b / a for a, b in zip(both.rounds.per_call["a"], both.rounds.per_call["b"], strict=True)]
+    n_early, n_late = early.spreads["b"].runs, late.spreads["b"].runs
+    assert len(ratios) == both.spreads["b"].runs == n_early + n_late
+    assert both.ratios["b"] == pytest.approx(sorted(ratios)[len(ratios) // 2] if len(ratios) % 2 else np.median(ratios))
+    assert both.ci["b"] == median_ci(ratios)
+    assert both.spreads["b"] == spread_of(list(both.rounds.per_call["b"]))
+    assert both.load == pytest.approx(0.3)  # the sweeps' mean
+    # the drift between the sweeps is no longer hidden: the pooled interval spans it and is flagged
+    assert both.ci["b"][0] < 2.5 < 3.5 < both.ci["b"][1] and not both.reliable
+    assert "not within ±10%" in both.reasons[0] and f"after {n_early + n_late} rounds" in both.reasons[0]
+    assert pool([early]) is early
+    assert pool([early, early]).ratios["b"] == pytest.approx(2.0) and pool([early, early]).reliable
+
+
+def cycle_of(values: list[float]) -> Iterator[float]:
+    return itertools.cycle(values)
 
 
 def test_compare_needs_its_baseline() -> None:

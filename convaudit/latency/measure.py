@@ -24,12 +24,22 @@ import torch.nn as nn
 from convaudit.documents.latency import FORMS, LayerLatency, LayerTiming, Measurement, Spread, Timing
 from convaudit.documents.records import ConvLayer
 from convaudit.errors import UsageError
-from convaudit.latency.timing import MAX_LOAD_CORES, Clock, Comparison, LoadMeter, LoadProbe, PerfClock, compare
+from convaudit.latency.timing import (
+    MAX_LOAD_CORES,
+    Clock,
+    Comparison,
+    LoadMeter,
+    LoadProbe,
+    PerfClock,
+    compare,
+    pool,
+)
 
 __all__ = [
     "BOTH",
     "MAX_INPUT_BYTES",
     "MEMORY_FORMATS",
+    "SWEEPS",
     "MeasuredLayers",
     "measure",
     "measure_end_to_end",
@@ -42,6 +52,10 @@ __all__ = [
 MAX_INPUT_BYTES = 512 * 1024**2
 MEMORY_FORMATS = ("contiguous", "channels_last")
 BOTH = "both"  #: ``measure_layers(memory_format=BOTH)``: each layer in both formats, in turn
+#: Sweeps over all the layers, each timing every layer once (its share of the per-layer cap), pooled after.
+#: NB: one comparison per layer agreed with itself run to run within ±15% on 70-91% of bench_latency.py's
+#: shapes on a quiet machine: the machine's speed drifts over seconds, and one comparison sees one moment.
+SWEEPS = 3
 
 # the class follows layer.dims, so its argument types (per-class tuple lengths, padding_mode) are checked at run time
 _CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -79,6 +93,7 @@ def measure_layers(
     max_seconds_per_layer: float = 2.0,
     max_seconds: float | None = 120.0,
     target_ci: float = 0.10,
+    sweeps: int = SWEEPS,
     multipliers: Mapping[str, int] | None = None,
     forms: Sequence[str] = FORMS,
     threads: int | None = None,
@@ -90,8 +105,11 @@ def measure_layers(
 
     Each candidate gets stand-ins built from its configuration (``stand_ins``), timed at its
     first-call input shape by ``timing.compare`` (baseline ``original``) until the 95% CI of every
-    median time ratio is within ±``target_ci`` or ``max_seconds_per_layer``; the whole run is capped
-    by ``max_seconds`` (shared fairly among the layers still to time). ``LayerLatency`` carries the
+    median time ratio is within ±``target_ci`` or its share of ``max_seconds_per_layer``, once in each
+    of ``sweeps`` passes over all the layers (fresh stand-ins each time); a layer's figures pool the
+    rounds of its sweeps (``timing.pool``), so they average over the whole run rather than one moment
+    of it. The whole run is capped by ``max_seconds`` (shared fairly among the comparisons still to
+    come; a layer cut from a later sweep keeps the sweeps it had). ``LayerLatency`` carries the
     per-call medians and IQRs keyed by form, ``reliable`` and the memory format used (1-d convs have
     no channels_last: they are timed contiguous). ``predicted_seconds`` is left None for the caller.
 
@@ -103,8 +121,9 @@ def measure_layers(
         multipliers: layer name → channel multiplier m for both separable forms (default: the m of
             ``layer.separable``'s costs, 1).
         forms: which of ``FORMS`` to time (``original`` always is).
+        sweeps: passes over all the layers (``SWEEPS``); 1 times each layer in one go.
         threads: torch threads for the run (restored after); default: as set.
-        progress: called as ``progress(done, total)`` after each layer.
+        progress: called as ``progress(done, total)`` after each layer of each sweep (total: layers × sweeps).
         clock, load_meter: injectable for tests.
     """
     if memory_format not in (*MEMORY_FORMATS, BOTH):
@@ -119,35 +138,51 @@ def measure_layers(
         torch.set_num_threads(threads)
     run_meter = load_meter()
     run_meter.start()
-    start, found, skipped, comparisons = clock.now(), {}, {}, {}
-    by_format: dict[str, dict[str, Comparison]] = {fmt: {} for fmt in formats}
+    start, skipped = clock.now(), {}
+    taken: dict[tuple[str, str], list[Comparison]] = {}
+    used_format: dict[tuple[str, str], str] = {}
+    slots = len(todo) * len(formats) * sweeps
     try:
-        for done, layer in enumerate(todo, 1):
-            m = (multipliers or {}).get(layer.name)
-            per_format: dict[str, LayerLatency] = {}
-            for i, fmt in enumerate(formats):  # per layer both formats in turn: a drift in load hits both alike
-                left = math.inf if max_seconds is None else max_seconds - (clock.now() - start)
-                budget = min(max_seconds_per_layer, left / ((len(todo) - done + 1) * len(formats) - i))
-                try:
-                    if budget <= 0:
-                        raise _Skip(f"the whole-run cap of {max_seconds:g} s was used up")
-                    comparison, used = _time_layer(layer, m, forms, fmt, device, budget, target_ci, clock, load_meter)
-                except _Skip as skip:
-                    if i == 0:
-                        skipped[layer.name] = str(skip)
-                        break
+        for sweep in range(sweeps):  # every layer once per sweep: each figure pools rounds from across the run
+            for done, layer in enumerate(todo, 1):
+                if layer.name in skipped:
                     continue
-                by_format[fmt][layer.name] = comparison
-                per_format[fmt] = _latency(comparison, forms, used)
-            if per_format:
-                comparisons[layer.name] = by_format[formats[0]][layer.name]
-                primary = per_format[formats[0]]
-                found[layer.name] = dataclasses.replace(primary, by_format=per_format) if len(formats) > 1 else primary
-            if progress:
-                progress(done, len(todo))
+                m = (multipliers or {}).get(layer.name)
+                for i, fmt in enumerate(formats):  # per layer both formats in turn: a drift in load hits both alike
+                    left = math.inf if max_seconds is None else max_seconds - (clock.now() - start)
+                    slot = (sweep * len(todo) + done - 1) * len(formats) + i
+                    budget = min(max_seconds_per_layer / sweeps, left / (slots - slot))
+                    try:
+                        if budget <= 0:
+                            raise _Skip(f"the whole-run cap of {max_seconds:g} s was used up")
+                        comparison, used = _time_layer(
+                            layer, m, forms, fmt, device, budget, target_ci, clock, load_meter, seed=sweep
+                        )
+                    except _Skip as skip:
+                        if i == 0 and not taken.get((layer.name, fmt)):
+                            skipped[layer.name] = str(skip)
+                            break
+                        continue
+                    taken.setdefault((layer.name, fmt), []).append(comparison)
+                    used_format[(layer.name, fmt)] = used
+                if progress:
+                    progress(sweep * len(todo) + done, len(todo) * sweeps)
         run_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
+    found, comparisons = {}, {}
+    by_format: dict[str, dict[str, Comparison]] = {fmt: {} for fmt in formats}
+    for layer in todo:
+        per_format: dict[str, LayerLatency] = {}
+        for fmt in formats:
+            if taken.get((layer.name, fmt)):
+                by_format[fmt][layer.name] = pooled = pool(taken[(layer.name, fmt)])
+                per_format[fmt] = _latency(pooled, forms, used_format[(layer.name, fmt)])
+        if per_format and layer.name not in skipped:
+            first = next(fmt for fmt in formats if fmt in per_format)
+            comparisons[layer.name] = by_format[first][layer.name]
+            primary = per_format[first]
+            found[layer.name] = dataclasses.replace(primary, by_format=per_format) if len(formats) > 1 else primary
     cores = run_meter.stop()
     reasons = [
         f"{name}{'' if len(formats) == 1 else f' ({fmt})'}: {reason}"
@@ -191,6 +226,7 @@ def _time_layer(
     target_ci: float,
     clock: Clock,
     load_meter: Callable[[], LoadProbe],
+    seed: int = 0,
 ) -> tuple[Comparison, str]:
     """(the comparison of ``layer``'s stand-ins, the memory format used); raises _Skip with the reason."""
     dtype = getattr(torch, layer.dtype, torch.float32)
@@ -205,7 +241,7 @@ def _time_layer(
         x = stand_in_input(layer, device=device, dtype=dtype, memory_format=used)
         fns = {form: _call(modules[form], x) for form in forms}
         return compare(
-            fns, baseline="original", target_ci=target_ci, max_seconds=budget, clock=clock, load=load_meter()
+            fns, baseline="original", target_ci=target_ci, max_seconds=budget, clock=clock, load=load_meter(), seed=seed
         ), used
     except RuntimeError as exc:  # e.g. a dtype this device has no kernel for
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -349,7 +385,7 @@ def measure(layers: Iterable[ConvLayer], repeats: int | None = None, device: str
     fewest rounds any layer took.
     """
     candidates = [layer for layer in layers if layer.candidate and layer.separable]
-    found = measure_layers(candidates, device=device, forms=("original", "dw_pw"), max_seconds_per_layer=0.3)
+    found = measure_layers(candidates, device=device, forms=("original", "dw_pw"), max_seconds_per_layer=0.3, sweeps=1)
     timed = []
     for layer in candidates:
         sep = layer.separable

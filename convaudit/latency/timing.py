@@ -14,6 +14,12 @@ callable, both ends are within ``±target_ci`` of the median ratio, or when ``ma
 clock, warm-up included) is spent. NB: checking after every round is optional stopping, so the true
 coverage is a little below 95%; ``min_rounds`` limits it.
 
+A machine's speed also drifts on a scale of seconds (a shared host's neighbours: measured here, the same
+layer's speed-up moved ±8% between comparisons a few seconds apart, and comparisons back to back agreed),
+which no within-comparison interval can see. ``pool`` merges comparisons of the same callables taken at
+different times into one, from all their rounds (``Comparison.rounds``): ``measure_layers`` times each
+layer in several sweeps over all the layers and pools them, so each figure averages over the run.
+
 A comparison is flagged unreliable when the interval was not reached, when other processes used more
 than ``MAX_LOAD_CORES`` of CPU during it (``LoadMeter``: /proc/stat minus our /proc/self/stat), or when
 batch readings cluster at multiples of a scheduler quantum (``quantum_clusters``).
@@ -26,6 +32,7 @@ itself is not used because it re-warms on every call (tripling the cost of a slo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -47,10 +54,13 @@ __all__ = [
     "LoadMeter",
     "LoadProbe",
     "PerfClock",
+    "Rounds",
     "compare",
     "median_ci",
+    "pool",
     "quantum_clusters",
     "spread_of",
+    "summarize",
 ]
 
 CONFIDENCE = 0.95  #: of the median ratio's interval
@@ -133,6 +143,28 @@ class LoadMeter:
 
 
 @dataclass(frozen=True)
+class Rounds:
+    """The raw readings of a comparison, per callable, one entry per round (what ``pool`` merges)."""
+
+    baseline: str
+    per_call: dict[str, tuple[float, ...]]  #: seconds per call
+    batches: dict[str, tuple[float, ...]]  #: seconds of the round's batch (for the scheduler-quanta check)
+    target_ci: float
+    max_seconds: float  #: the time cap the rounds were taken under (summed when pooled)
+    reached: bool = False  #: the stopping rule was met while timing (``compare``; recomputed when pooled)
+    estimates: dict[str, float] = dataclasses.field(default_factory=dict)  #: the warm-up's seconds per call
+
+    def ratios(self) -> dict[str, list[float]]:
+        """The paired per-round ratios callable / baseline (baseline not a key)."""
+        base = self.per_call[self.baseline]
+        return {
+            name: [a / b for a, b in zip(values, base, strict=True)]
+            for name, values in self.per_call.items()
+            if name != self.baseline
+        }
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What ``compare`` measured: per callable its spread, per non-baseline callable its ratio and CI."""
 
@@ -142,6 +174,7 @@ class Comparison:
     reliable: bool
     reasons: tuple[str, ...]  #: why not reliable, one line each
     load: float | None  #: other processes' CPU use during the comparison, in cores
+    rounds: Rounds | None = None  #: the readings behind the figures
 
 
 def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
@@ -224,7 +257,6 @@ def compare(
     readings: dict[str, list[float]] = {name: [] for name in fns}  # batch totals, for the quanta check
     per_call: dict[str, list[float]] = {name: [] for name in fns}
     ratios: dict[str, list[float]] = {name: [] for name in fns if name != baseline}
-    ci: dict[str, tuple[float, float] | None] = dict.fromkeys(ratios)
     reached = False
     for rounds in range(1, MAX_ROUNDS + 1):
         if clock.now() - start >= max_seconds:
@@ -237,15 +269,63 @@ def compare(
         for name in ratios:
             ratios[name].append(per_call[name][-1] / per_call[baseline][-1])
         if rounds >= min_rounds:
-            ci = {name: median_ci(r) for name, r in ratios.items()}
-            reached = all(_within(c, statistics.median(ratios[n]), target_ci) for n, c in ci.items())
+            reached = _reached(ratios, target_ci)
             if reached:
                 break
     cores = load.stop()
+    raw = Rounds(
+        baseline,
+        {name: tuple(v) for name, v in per_call.items()},
+        {name: tuple(v) for name, v in readings.items()},
+        target_ci,
+        max_seconds,
+        reached,
+        estimates,
+    )
+    return summarize(raw, cores)
+
+
+def pool(comparisons: Sequence[Comparison]) -> Comparison:
+    """One comparison from several of the same callables taken at different times (``measure_layers``' sweeps).
+
+    The rounds are pooled: medians, spreads and the CI are those of all rounds together, so a machine
+    whose speed drifts between the sweeps widens the interval instead of deciding the figure; the load is
+    the sweeps' mean (None if any was unreadable), the cap their sum. A single comparison comes back as is.
+    """
+    if len(comparisons) == 1:
+        return comparisons[0]
+    parts = [c.rounds for c in comparisons]
+    if not parts or any(r is None for r in parts):
+        raise UsageError("pool needs comparisons that kept their rounds (from compare)")
+    first = parts[0]
+    assert first is not None
+    names = list(first.per_call)
+    rounds = Rounds(
+        first.baseline,
+        {n: tuple(v for r in parts if r is not None for v in r.per_call[n]) for n in names},
+        {n: tuple(v for r in parts if r is not None for v in r.batches[n]) for n in names},
+        first.target_ci,
+        sum(r.max_seconds for r in parts if r is not None),
+        estimates={n: statistics.median(r.estimates[n] for r in parts if r is not None) for n in first.estimates},
+    )
+    rounds = dataclasses.replace(rounds, reached=_reached(rounds.ratios(), rounds.target_ci))
+    loads = [c.load for c in comparisons]
+    cores = None if any(x is None for x in loads) else statistics.fmean(x for x in loads if x is not None)
+    return summarize(rounds, cores)
+
+
+def summarize(rounds: Rounds, cores: float | None) -> Comparison:
+    """The figures of ``rounds``: spreads, median ratios, their CIs, and whether (and why not) they are reliable."""
+    ratios = rounds.ratios()
+    ci = {name: median_ci(r) for name, r in ratios.items()}
     medians = {name: statistics.median(r) if r else math.nan for name, r in ratios.items()}
-    reasons = _reasons(reached, ci, medians, target_ci, max_seconds, len(per_call[baseline]), cores, readings)
+    n = len(rounds.per_call[rounds.baseline])
+    reasons = _reasons(rounds.reached, ci, medians, rounds.target_ci, rounds.max_seconds, n, cores, rounds.batches)
     return Comparison(
-        spreads={name: spread_of(values or [estimates[name]]) for name, values in per_call.items()},
+        spreads={
+            name: spread_of(values or [rounds.estimates.get(name, math.nan)])
+            for name, values in rounds.per_call.items()
+        },
         ratios=medians,
         ci={
             name: c or (min(ratios[name], default=math.nan), max(ratios[name], default=math.nan))
@@ -254,6 +334,14 @@ def compare(
         reliable=not reasons,
         reasons=reasons,
         load=cores,
+        rounds=rounds,
+    )
+
+
+def _reached(ratios: Mapping[str, Sequence[float]], target_ci: float) -> bool:
+    """The stopping rule: every median ratio's 95% CI within ±``target_ci`` of it."""
+    return all(_within(median_ci(r), statistics.median(r), target_ci) for r in ratios.values() if r) and all(
+        ratios.values()
     )
 
 
