@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from convaudit.conversion.detections import detections_kept
 from convaudit.conversion.fidelity import (
     DEGRADED_AGREEMENT,
     DEGRADED_ERROR,
@@ -137,3 +138,106 @@ def _fid(error: float = 0.0, cosine: float = 1.0, top1: float | None = None) -> 
 )
 def test_judge_thresholds(fidelity: Fidelity, verdict: str) -> None:
     assert judge(fidelity) == verdict
+
+
+# ---------------------------------------------------------------- detections, compared as sets
+
+BOXES = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 70], [5, 5, 15, 25]])
+
+
+def _image(boxes: torch.Tensor, scores: list[float], labels: list[int] | None = None) -> dict:
+    d = {"boxes": boxes, "scores": torch.tensor(scores)}
+    return d if labels is None else {**d, "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+def _detections(idx: list[int], boxes: torch.Tensor = BOXES, scores: tuple = (0.9, 0.8, 0.7, 0.6)) -> dict:
+    return _image(boxes[idx], [scores[i] for i in idx], [[1, 1, 2, 2][i] for i in idx])
+
+
+def test_the_same_detections_in_another_order_agree_perfectly() -> None:
+    want = [_detections([0, 1, 2, 3]), _detections([2, 0])]
+    got = [_detections([3, 1, 0, 2]), _detections([0, 2])]
+    fid = compare_outputs([want], [got], inputs="x")
+    assert (fid.relative_error, fid.cosine, fid.top1_agreement, fid.samples) == (0.0, 1.0, None, 2)  # 2 images
+    assert judge(fid) == "kept" and detections_kept(want, got) == 1.0
+
+
+def test_a_lost_detection_costs_its_whole_norm() -> None:
+    want, got = [_detections([0, 1, 2, 3])], [_detections([2, 0, 1])]
+    fid = compare_outputs([want], [got], inputs="x")
+    box_error = math.sqrt(5**2 + 5**2 + 15**2 + 25**2) / float(BOXES.norm())
+    score_error = 0.6 / math.sqrt(0.9**2 + 0.8**2 + 0.7**2 + 0.6**2)
+    assert fid.relative_error == pytest.approx(max(box_error, score_error), rel=1e-6)
+    assert detections_kept(want, got) == 0.75 and judge(fid) == "broken"
+
+
+def test_moved_boxes_cost_their_shift_and_labels_must_agree() -> None:
+    shifted = BOXES + torch.tensor([2.0, 0, 2, 0])  # IoU ≥ 0.5 still: matched, by 2 px in x
+    fid = compare_outputs([[_detections([0, 1, 2, 3])]], [[_detections([1, 0, 3, 2], shifted)]], inputs="x")
+    assert fid.relative_error == pytest.approx(math.sqrt(4 * 2 * 2**2) / float(BOXES.norm()), rel=1e-6)
+    relabelled = {**_detections([0, 1, 2, 3]), "labels": torch.tensor([3, 1, 2, 2])}
+    assert detections_kept([_detections([0, 1, 2, 3])], [relabelled]) == 3 / 5  # one lost, one extra
+
+
+TIED = (0.5, 0.5, 0.5, 0.5)
+
+
+def test_differences_ties_explain_are_left_out_only_when_everything_else_is_exact() -> None:
+    far = torch.cat([BOXES[:3], torch.tensor([[80.0, 80, 90, 90]])])  # box 3 replaced by one elsewhere
+    want = [_detections([0, 1, 2, 3], scores=TIED)]
+    swapped = [_detections([0, 1, 2, 3], far, TIED)]  # another tied candidate made the top K
+    assert compare_outputs([want], [swapped], inputs="x").relative_error == 0.0
+    flipped = BOXES.clone()
+    flipped[1] = torch.tensor([22.0, 20, 42, 40])  # NMS kept the other of two tied overlapping boxes
+    assert detections_kept(want, [_detections([0, 1, 2, 3], flipped, TIED)]) == 1.0
+    rescored = [_detections([0, 1, 2, 3], far, (0.5, 0.49, 0.5, 0.5))]  # a kept one's score moved: no excuse
+    assert detections_kept(want, rescored) == 3 / 5
+    untied = [_detections([0, 1, 2, 3], far, (0.5, 0.5, 0.5, 0.9))]  # the lost one scored above the cut
+    assert judge(compare_outputs([want], [untied], inputs="x")) == "broken"
+    three_of_four = far.clone()
+    three_of_four[1:3] = torch.tensor([[0.0, 70, 10, 80], [70, 0, 80, 10]])
+    assert detections_kept(want, [_detections([0, 1, 2, 3], three_of_four, TIED)]) == 1 / 7  # more than the exact
+
+
+def test_empty_images_agree_but_nothing_detected_anywhere_is_nothing_to_compare() -> None:
+    none = _detections([])
+    fid = compare_outputs([[none, _detections([0, 1])]], [[none, _detections([1, 0])]], inputs="x")
+    assert (fid.relative_error, fid.cosine, fid.samples) == (0.0, 1.0, 2)
+    with pytest.raises(UsageError, match="neither model detects anything"):
+        compare_outputs([[none, none]], [[none, none]], inputs="x")
+    fid = compare_outputs([[none]], [[_detections([0])]], inputs="x")  # a detection out of nothing
+    assert fid.cosine == 0.0 and judge(fid) == "broken"
+
+
+def test_other_structures_are_total_disagreement_and_unlabelled_dicts_stay_positional() -> None:
+    want = [_detections([0, 1]), _detections([2])]
+    fid = compare_outputs([want], [[_detections([0, 1])]], inputs="x")  # one image fewer
+    assert (fid.relative_error, fid.cosine) == (1.0, 0.0)
+    batch = {"boxes": BOXES, "scores": torch.tensor([0.9, 0.8, 0.7, 0.6])}  # one prediction per sample, no labels
+    permuted = {k: v[[1, 0, 2, 3]] for k, v in batch.items()}
+    assert compare_outputs([batch], [permuted], inputs="x").relative_error > 0.1
+    one_image = {**batch, "labels": torch.tensor([1, 1, 2, 2])}
+    assert compare_outputs([one_image], [{k: v[[1, 0, 2, 3]] for k, v in one_image.items()}], inputs="x").cosine == 1
+
+
+@pytest.mark.zoo
+def test_an_exact_conversion_of_an_untrained_detector_is_kept_whatever_order_its_tied_boxes_take() -> None:
+    import convaudit
+    from convaudit.conversion.verify import relative_error
+    from convaudit.sources.loader import load
+
+    model = load("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn").model.eval()
+    model.roi_heads.score_thresh = 0.0  # random weights score every box ≈ 1/91, below the default 0.05
+    gen = torch.Generator().manual_seed(0)
+    held = ([torch.randn(3, 320, 320, generator=gen) for _ in range(2)],)
+    c = convaudit.convert(model, held, rank="full", holdout=[held])
+    with torch.no_grad():
+        want, got = model(*held), c.model.eval()(*held)
+    assert [len(d["boxes"]) for d in want] == [100, 100]
+    # element by element, in list order, the tied scores reorder the boxes
+    assert max(relative_error(g["boxes"], w["boxes"]) for g, w in zip(got, want, strict=True)) > 0.5
+    fid = c.report.fidelity
+    assert fid.samples == 2 and fid.relative_error < 1e-6 and fid.detections_kept == 1.0
+    assert c.report.verdict == "kept" and c.report.output_error is not None and c.report.output_error < 1e-6
+    lossy = convaudit.convert(model, held, rank=1, holdout=[held])
+    assert lossy.report.verdict == "broken" and detections_kept(want, lossy.model.eval()(*held)) < 0.5

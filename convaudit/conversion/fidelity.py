@@ -7,9 +7,24 @@ How outputs are compared: every output is flattened with ``torch.utils._pytree``
 nested); non-float leaves (indices, masks, counts) are ignored. Each float leaf is compared on its own,
 pooled over samples, and the *worst* leaf is reported, so a small-scale output (scores in [0, 1]) is not
 hidden by a large-scale one (boxes in pixels). A batch whose outputs cannot be compared (a different
-structure, or a float leaf of another shape: a detector keeping a different number of boxes) counts as
-total disagreement: relative error 1, cosine 0 and no top-1 agreement for its samples. Such a change of
-function is never skipped silently.
+structure, or a float leaf of another shape) counts as total disagreement: relative error 1, cosine 0 and
+no top-1 agreement for its samples. Such a change of function is never skipped silently.
+
+Detections are compared as sets, not in list order (:mod:`convaudit.conversion.detections` says what is
+detection-shaped: torchvision's list of per-image dicts of ``boxes``, ``scores``, ``labels``, ...). In each
+image, every original detection is matched to a converted one of the same label with IoU ≥ 0.5 (greedily,
+most confident first); both are lined up in that order, and a detection missing on either side stands
+against zeros, as a whole batch does above. Each float field (``boxes``, ``scores``, ``masks``, ...) is then
+one output tensor: its relative error pooled over the images, its cosine per image (samples are images), and
+the worst field is reported. So a reordering of the same detections is exact; a moved box costs its shift; a
+lost or an extra detection costs its whole norm (one of K equal ones: relative error √(1/K)), and the verdict
+follows from the thresholds below as for any output. Differences ties explain are left out: when scores tie
+(within 1e-4; an untrained head scores every box ≈ 1/classes), an exact conversion may keep the other of two
+overlapping tied boxes or other tied candidates in the top K. Only when ties explain every difference of the
+image, every other detection is reproduced exactly and they are no more than those
+(:func:`~convaudit.conversion.detections.match_detections`); otherwise every difference counts.
+An image where neither model detects anything agrees (cosine 1, no error);
+if no image has a detection there is nothing to compare (:class:`~convaudit.errors.UsageError`).
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
 from convaudit.analysis.guard import eval_mode, untouched
+from convaudit.conversion.detections import aligned, comparable, detection_images, is_detection_output, match_detections
 from convaudit.documents.records import Fidelity
 from convaudit.errors import UsageError
 from convaudit.sources.inputs import materialize, split_inputs
@@ -123,12 +139,18 @@ def compare_outputs(expected: Sequence[Any], got: Sequence[Any], *, inputs: str)
         tally.add(e, g)
     if not tally.leaves:
         raise UsageError("the model's outputs hold no floating-point tensor to compare")
+    if tally.detector and not tally.detections:
+        raise UsageError(
+            f"neither model detects anything on the {inputs}: no boxes to compare (untrained weights score "
+            "below a detector's threshold; for torchvision's, lower model.roi_heads.score_thresh)"
+        )
     return Fidelity(
         relative_error=max(leaf.relative_error for leaf in tally.leaves.values()),
         cosine=min(leaf.cosine for leaf in tally.leaves.values()),
         top1_agreement=tally.agree / tally.samples if tally.classifier and tally.samples else None,
         samples=tally.samples,
         inputs=inputs,
+        detections_kept=tally.matched / tally.considered if tally.detector and tally.considered else None,
     )
 
 
@@ -179,32 +201,67 @@ class _Leaf:
 
 class _Tally:
     def __init__(self) -> None:
-        self.leaves: dict[int, _Leaf] = {}
+        self.leaves: dict[int | str, _Leaf] = {}  #: by flat leaf index, or by field for detections
         self.samples = 0
         self.agree = 0
         self.classifier = True
+        self.detector = False  #: a detection-shaped output was seen (compared as sets)
+        self.detections = 0  #: detections in either output, and images whose outputs cannot be compared
+        self.matched = self.considered = 0  #: detections matched; matched + lost + extra (``detections_kept``)
 
     def add(self, expected: Any, got: Any) -> None:
+        if is_detection_output(expected):
+            self.classifier, self.detector = False, True
+            self.add_detections(expected, got)
+            return
         e_flat, e_spec = tree_flatten(expected)
         g_flat, g_spec = tree_flatten(got)
         floats = [(i, e) for i, e in enumerate(e_flat) if _is_float(e)]
         self.samples += _batch_size(floats)
         self.classifier = self.classifier and is_classifier_output(expected)
-        comparable = e_spec == g_spec and all(_is_float(g_flat[i]) and g_flat[i].shape == e.shape for i, e in floats)
+        same = e_spec == g_spec and all(_is_float(g_flat[i]) and g_flat[i].shape == e.shape for i, e in floats)
         for i, e in floats:
             leaf = self.leaves.setdefault(i, _Leaf())
             ref = e.detach().double().cpu()
             leaf.sq_ref += float(ref.square().sum())
-            per_sample = ref.reshape(ref.shape[0], -1) if ref.dim() >= 2 else ref.reshape(1, -1)
+            per_sample = ref.flatten(1) if ref.dim() >= 2 else ref.reshape(1, -1)  # flatten: K may be 0
             leaf.cos_count += per_sample.shape[0]
-            if not comparable:  # total disagreement: as if the converted model had answered zero
+            if not same:  # total disagreement: as if the converted model had answered zero
                 leaf.sq_diff += float(ref.square().sum())
                 continue
             out = g_flat[i].detach().double().cpu()
             leaf.sq_diff += float((out - ref).square().sum())
             leaf.cos_sum += float(_cosines(out.reshape(per_sample.shape), per_sample).sum())
-        if comparable and self.classifier:
+        if same and self.classifier:
             self.agree += int((got.argmax(1) == expected.argmax(1)).sum())
+
+    def add_detections(self, expected: Any, got: Any) -> None:
+        """Each image's detections matched as sets, each float field one leaf (module docstring)."""
+        images = detection_images(expected)
+        self.samples += len(images)
+        same = comparable(expected, got)
+        for n, e in enumerate(images):
+            fields: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+            if same:
+                g = detection_images(got)[n]
+                match = match_detections(e, g)
+                fields = dict(aligned(e, g, match))
+                self.detections += len(e["boxes"]) + len(g["boxes"])
+                self.matched += len(match.pairs)
+                self.considered += len(match.pairs) + len(match.lost) + len(match.extra)
+            else:  # total disagreement, cosine 0 even where the original detects nothing
+                self.detections += 1
+                self.considered += max(len(e["boxes"]), 1)
+                fields = {k: (v.detach().double().cpu(), None) for k, v in e.items() if _is_float(v)}
+            for key, (ref, out) in fields.items():
+                leaf = self.leaves.setdefault(key, _Leaf())
+                leaf.sq_ref += float(ref.square().sum())
+                leaf.cos_count += 1
+                if out is None:
+                    leaf.sq_diff += float(ref.square().sum())
+                    continue
+                leaf.sq_diff += float((out - ref).square().sum())
+                leaf.cos_sum += float(_cosines(out.reshape(1, -1), ref.reshape(1, -1)).sum())
 
 
 def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,10 @@ class Fidelity:
     """How closely a converted model reproduces the original's function, measured on ``inputs``.
 
     Non-float output leaves are ignored; a batch whose outputs cannot be compared (their structure or a
-    float leaf's shape differs, e.g. a detector keeping a different number of boxes) counts as total
-    disagreement: relative error 1, cosine 0, top-1 agreement 0 for its samples.
+    float leaf's shape differs) counts as total disagreement: relative error 1, cosine 0, top-1 agreement 0
+    for its samples. A detector's output (per image: boxes, scores, labels, ...) is compared as a set of
+    detections matched by label and IoU (``conversion.detections``): samples are images, a lost or an extra
+    detection stands against zeros.
     """
 
     relative_error: float  #: ‖y' − y‖/‖y‖ pooled over samples, of the worst output tensor
@@ -30,6 +32,8 @@ class Fidelity:
     top1_agreement: float | None  #: share of samples with the same argmax (classifier-shaped output: float [N, C])
     samples: int
     inputs: str  #: what they were: "held-out calibration batches", "--holdout inputs", "example inputs"
+    #: detector outputs: share of the detections matched, of matched + lost + extra ones (None: not a detector)
+    detections_kept: float | None = None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ def fidelity_text(fidelity: Fidelity) -> str:
     """'top-1 agreement 97.0% · relative error 0.121 · cosine 0.993' (agreement for classifiers only)."""
     parts = [] if fidelity.top1_agreement is None else [f"top-1 agreement {fidelity.top1_agreement:.1%}"]
     parts += [f"relative error {fidelity.relative_error:.3g}", f"cosine {fidelity.cosine:.3f}"]
+    if fidelity.detections_kept is not None:
+        parts.append(f"detections kept {fidelity.detections_kept:.1%}")
     return " · ".join(parts)
 
 
