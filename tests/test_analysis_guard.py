@@ -98,6 +98,23 @@ def test_in_mode_goes_through_the_models_own_train() -> None:
     assert not any(m.training for m in model.modules())
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_in_mode_calls_an_overridden_train_also_when_every_flag_already_matches(nested: bool) -> None:
+    calls: list[bool] = []
+
+    class Counted(FrozenNorms):
+        def train(self, mode: bool = True) -> "Counted":
+            calls.append(mode)
+            return super().train(mode)
+
+    model: nn.Module = nn.Sequential(Counted()) if nested else Counted()
+    model.eval()
+    calls.clear()
+    with in_mode(model, training=False):  # every flag is False already; the override still runs, as for its user
+        assert calls == [False]
+    assert calls == [False] and not any(m.training for m in model.modules())
+
+
 def test_eval_mode_is_in_mode_false() -> None:
     model = Harmable().train()
     with eval_mode(model):

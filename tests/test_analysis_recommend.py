@@ -25,7 +25,7 @@ from convaudit.documents.latency import FORMS, EndToEnd, LayerLatency, Spread
 from convaudit.documents.records import Analysis, ConvLayer, Separability
 from convaudit.errors import EXIT_OK, UsageError
 from convaudit.formats.latency import end_to_end_line
-from convaudit.latency.profile import DeviceProfile, RooflineFit, current_key, save_profile
+from convaudit.latency.profile import ConvShape, DeviceProfile, RooflineFit, current_key, predict_forms, save_profile
 from convaudit.options import ConversionOptions
 from convaudit.sources.loader import load
 
@@ -173,6 +173,26 @@ def test_the_engine_adds_latency_and_recommendations() -> None:
     assert conv.recommendation is not None and conv.recommendation.action in ("convert", "keep")
     assert pointwise.latency is None and pointwise.recommendation is None  # not a candidate
     assert a.environment["latency profile"] == UNCALIBRATED and a.measurement is None and a.end_to_end is None
+
+
+def test_layers_of_one_shape_each_get_the_profiles_own_prediction_in_a_record_of_their_own() -> None:
+    # residuals near these shapes: the correction, not the roofline alone, is what each layer must get
+    residuals = ((4.0, 4.0, 7.0, 1.5, 0.0, 0.4), (4.0, 5.0, 7.0, 1.5, 0.0, -0.3), (0.0, 0.0, 7.0, 0.5, 0.0, 0.2))
+    fits = {kind: RooflineFit(1e-6, 1e10, 1e9, points=3, residuals=residuals) for kind in KINDS}
+    calibrated = dataclasses.replace(profile(), fits={"contiguous": fits})
+    plain = {kind: dataclasses.replace(fit, residuals=()) for kind, fit in fits.items()}
+    roofline = dataclasses.replace(calibrated, fits={"contiguous": plain})
+    same = [nn.Conv2d(16, 16, 3, padding=1) for _ in range(3)]
+    model = nn.Sequential(*same, nn.Conv2d(16, 32, 3, padding=1), nn.Conv2d(32, 32, 5, padding=2))
+    layers = convaudit.analyze(model, input_shape=(1, 16, 12, 12), latency_profile=calibrated).layers
+    seconds = []
+    for layer in layers:
+        assert layer.latency is not None and layer.recommendation is not None and layer.recommendation.m == 1
+        expected = predict_forms(calibrated, ConvShape.from_layer(layer), 1)
+        assert layer.latency.predicted_seconds == expected != predict_forms(roofline, ConvShape.from_layer(layer), 1)
+        seconds.append(layer.latency.predicted_seconds)
+    assert seconds[0] == seconds[1] == seconds[2] != seconds[3] != seconds[4]
+    assert len({id(s) for s in seconds}) == len(seconds)  # plain data: no record shares another's dict
 
 
 def test_json_fields_as_the_issue_spells_them() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,15 +31,18 @@ from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
 __all__ = ["conv_census"]
 
 
-def conv_census(model: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> Counter[str] | None:
+def conv_census(
+    model: nn.Module, args: tuple, kwargs: Mapping[str, Any], named: Sequence[tuple[str, nn.Module]] | None = None
+) -> Counter[str] | None:
     """Calls per conv module of the model's own forward, run on meta tensors; None when it cannot run there.
 
     Only the conv module calls are counted; nothing is left on the model. Modules with a cheap shape
     rule (convs, norms, activations, pools) return an empty output of their shape without running,
     the other modules' weights are meta copies for the run, and in their code convolutions, norms,
     activations and broadcasting arithmetic, whose meta kernels are slow Python, do the same.
+    ``named``: ``list(model.named_modules())`` when the caller has it.
     """
-    modules = list(model.named_modules())  # each module once, under its first name
+    modules = list(model.named_modules()) if named is None else named  # each module once, under its first name
     convs = {id(m): n for n, m in modules if is_conv_module(m)}
     counts: Counter[str] = Counter()
     rules: dict[type, Any] = {}  #: shape rules by module type, looked up once

@@ -86,12 +86,12 @@ def analyze(
         ``progress(done, total)`` is called after each layer measured (``timing``).
     """
     opts = options_from(AnalysisOptions, options, keywords, "analyze")
-    check_model(model)
+    modules = [m for _, m in check_model(model)]  # one walk for the checks, the guard and the mode
     # Tracing and propagation execute the model's code: whatever it does to the modules is undone after.
     # The mode is set for the whole analysis (trace, shapes, cross-check): the graph is the one that mode runs.
     # NB: a full GC over torch's heap costs more than analysing 2000 convs, hence no cyclic GC meanwhile.
     try:
-        with _no_cyclic_gc(), untouched(model), in_mode(model, opts.train_mode):
+        with _no_cyclic_gc(), untouched(model, modules), in_mode(model, opts.train_mode, modules):
             analysis = _analyze(model, example_inputs, example_kwargs, input_shape, opts, progress)
     except ConvauditError as exc:
         if opts.train_mode and "more than 1 value per channel" in str(exc):  # torch's batch-statistics check
@@ -138,7 +138,8 @@ def _analyze(
         costs, ops = [], []
         total_macs = sum(op.macs for op in extra_aten)
         missing = list(dict.fromkeys(uncosted(extra_aten, "forward")))
-    modules, other_ops = module_tree(model, seen, costs, layers)  # from this one pass: nothing runs again
+    named = list(model.named_modules())  # as the model's code left it (undone after): the tree and uncalled convs
+    modules, other_ops = module_tree(model, seen, costs, layers, named)  # from this one pass: nothing runs again
     totals = model_totals(modules[0].params, total_macs, layers)  # the root: every parameter once
     layers, measurement, timing, profile = with_latency(layers, options, progress)  # predicted; measured if asked
     view = _graph(traced.graph, calls, costs, layers) if options.graph and traced is not None else None
@@ -146,8 +147,9 @@ def _analyze(
     if options.cross_check:
         conv_names = [layer.name for layer in layers if layer.op == "module"]
         checked = fvcore_count(model, args, kwargs, conv_names, _activation_bytes(calls))
+        named = list(model.named_modules())  # the real forward ran the model's code again
     listed = {layer.name for layer in layers}
-    uncalled = tuple(name for name, m in model.named_modules() if isinstance(m, _ConvNd) and name not in listed)
+    uncalled = tuple(name for name, m in named if isinstance(m, _ConvNd) and name not in listed)
     warnings = [] if layers or uncalled else ["the model has no convolutions: there is nothing to rewrite"]
     return Analysis(
         model=display_path(options.source) if options.source else type(model).__name__,

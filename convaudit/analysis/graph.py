@@ -27,11 +27,12 @@ Stack = tuple[tuple[str, str], ...]
 def build_graph(graph: torch.fx.Graph, macs: dict[str, int], convs: dict[str, str]) -> nx.DiGraph:
     """nx.DiGraph of the fx graph without get_attr nodes; attributes: op, label, macs, conv, stack, type."""
     g = nx.DiGraph()
+    names: dict[Any, str] = {}  # class → qualified name: every node repeats its containers' classes
     for node in graph.nodes:
         if node.op == "get_attr":
             continue
         label = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-        stack = _stack(node)
+        stack = _stack(node, names)
         own = ""
         if node.op == "call_module":  # the module itself is a leaf of the tree, not a container
             own = stack[-1][1] if stack else _module_type(graph, str(node.target))
@@ -87,12 +88,20 @@ def graph_view(g: nx.DiGraph, max_nodes: int = MAX_DRAWN_NODES) -> GraphView:
     return GraphView(nodes=tuple(nodes), edges=edges, truncated=truncated, modules=_modules(g.nodes[n] for n in order))
 
 
-def _stack(node: torch.fx.Node) -> Stack:
-    """The containers a node runs in, from the tracer's ``nn_module_stack`` (empty when it recorded none)."""
+def _stack(node: torch.fx.Node, names: dict[Any, str]) -> Stack:
+    """The containers a node runs in, from the tracer's ``nn_module_stack`` (empty when it recorded none).
+
+    ``names``: the qualified name of each class seen so far (filled in here).
+    """
     out = []
     for key, value in (node.meta.get("nn_module_stack") or {}).items():
         cls = value[1] if isinstance(value, tuple) and len(value) > 1 else None
-        name = f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else str(cls or "")
+        try:
+            name = names[cls]
+        except KeyError:
+            name = names[cls] = f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else str(cls or "")
+        except TypeError:  # an unhashable entry
+            name = str(cls or "")
         out.append((str(key), name))
     return tuple(out)
 

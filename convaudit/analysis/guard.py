@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import operator
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -28,17 +28,21 @@ __all__ = ["eval_mode", "in_mode", "untouched"]
 class _ModuleState:
     module: nn.Module
     attributes: dict[str, Any]  #: the module's __dict__ (shallow)
-    tables: dict[str, Any]  #: copies of its dict/set attributes (_parameters, _buffers, hooks, ...), None if empty
+    tables: list[tuple[Any, Any]]  #: (dict/set attribute, its copy) of each non-empty one (_parameters, ...)
+    empty: list[Any]  #: the empty dict/set attributes (most hook tables): they must stay empty
 
 
-def _tables(module: nn.Module) -> dict[str, Any]:
-    """Copies of the module's dict/set attributes; None for an empty one (most hook tables): it must stay empty."""
+def _state(module: nn.Module) -> _ModuleState:
+    now = vars(module)
+    tables, empty = [], []
     # NB: the exact-type test first: two thirds of a module's attributes are torch's own dict tables
-    return {
-        k: (v.copy() if v else None)
-        for k, v in vars(module).items()
-        if type(v) in _TABLE_TYPES or isinstance(v, (dict, set))
-    }
+    for v in now.values():
+        if type(v) in _TABLE_TYPES or isinstance(v, (dict, set)):
+            if v:
+                tables.append((v, v.copy()))
+            else:
+                empty.append(v)
+    return _ModuleState(module, dict(now), tables, empty)
 
 
 _TABLE_TYPES = frozenset([dict, set, OrderedDict])
@@ -52,12 +56,12 @@ def _restore(state: _ModuleState) -> None:
         for key, value in state.attributes.items():
             if now.get(key, _MISSING) is not value:
                 now[key] = value
-    for key, saved in state.tables.items():
-        table = now[key]
-        if saved is None:
-            if table:
-                table.clear()
-        elif not _same(table, saved):  # put the contents back into the same object: others may hold a reference
+    # the tables are the objects the attributes hold again: their contents go back into the same object,
+    # others may hold a reference
+    for table in filter(None, state.empty):
+        table.clear()
+    for table, saved in state.tables:
+        if not _same(table, saved):
             table.clear()
             table.update(saved)
 
@@ -65,8 +69,6 @@ def _restore(state: _ModuleState) -> None:
 def _same(a: Any, b: Any) -> bool:
     """Same keys in the same order holding the same objects (identity: tensors have no plain ``==``)."""
     if isinstance(a, dict):
-        if not a:  # most tables (hooks) are empty
-            return not b
         return len(a) == len(b) and list(a) == list(b) and all(map(operator.is_, a.values(), b.values()))
     return a == b
 
@@ -75,10 +77,14 @@ _MISSING = object()
 
 
 @contextlib.contextmanager
-def untouched(model: nn.Module) -> Iterator[None]:
-    """Run a block that executes ``model``'s code; afterwards its modules and buffer values are as before."""
-    modules = list(model.modules())
-    states = [_ModuleState(m, dict(vars(m)), _tables(m)) for m in modules]
+def untouched(model: nn.Module, modules: Sequence[nn.Module] | None = None) -> Iterator[None]:
+    """Run a block that executes ``model``'s code; afterwards its modules and buffer values are as before.
+
+    Args:
+        modules: ``list(model.modules())`` when the caller has it (taken before any of the model's code ran).
+    """
+    modules = list(model.modules()) if modules is None else modules
+    states = [_state(m) for m in modules]
     with torch.no_grad():  # clone() under no_grad is detach().clone() at one dispatch
         buffers = [(b, b.clone()) for m in modules for b in m._buffers.values() if _readable(b)]
     try:
@@ -93,20 +99,37 @@ def untouched(model: nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def in_mode(model: nn.Module, training: bool = False) -> Iterator[None]:
+def in_mode(model: nn.Module, training: bool = False, modules: Sequence[nn.Module] | None = None) -> Iterator[None]:
     """``model.train(training)`` for the block (eval mode by default); every module's own training flag restored after.
 
     The mode is set through ``train()``, so a model that overrides it (to keep frozen BatchNorms in eval
     mode, say) runs as it would for its user; the flags are put back one by one, not through ``train()``.
+    NB: where every module already is in that mode and none overrides ``train``, ``__setattr__`` or
+    ``training``, ``train()`` would only set each flag to itself, and is not called.
+
+    Args:
+        modules: ``list(model.modules())`` when the caller has it (taken before any of the model's code ran).
     """
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(training)
+    modes = [(m, m.training) for m in (model.modules() if modules is None else modules)]
+    plain: dict[type, bool] = {}  # by class, for this call (a class may be patched between calls)
+    if not all(mode is training and _plain_mode(type(m), plain) for m, mode in modes):  # stops at the first False
+        model.train(training)
     try:
         yield
     finally:
         for m, mode in modes:
             if m.training is not mode:  # NB: Module.__setattr__ costs a microsecond; most flags are unchanged
                 m.training = mode
+
+
+def _plain_mode(cls: type, known: dict[type, bool]) -> bool:
+    """True when ``train()`` on a module of ``cls`` only sets ``training`` (no override below ``nn.Module``)."""
+    plain = known.get(cls)
+    if plain is None:
+        names = ("train", "__setattr__", "training")
+        below = [c for c in cls.__mro__ if c is not nn.Module and c is not object]
+        plain = known[cls] = not any(name in vars(c) for c in below for name in names)
+    return plain
 
 
 def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:

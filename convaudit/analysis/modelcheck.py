@@ -9,12 +9,16 @@ from convaudit.errors import ModelLoadError, UsageError
 __all__ = ["check_model"]
 
 
-def check_model(model: object, *, need_data: bool = False) -> None:
-    """Raise a convaudit error if ``model`` cannot be analysed (or, with ``need_data``, converted)."""
+def check_model(model: object, *, need_data: bool = False) -> list[tuple[str, nn.Module]]:
+    """Raise a convaudit error if ``model`` cannot be analysed (or, with ``need_data``, converted).
+
+    Returns ``list(model.named_modules())``, the walk it checked (for callers that walk the model next).
+    """
     if not isinstance(model, nn.Module):
         raise UsageError(f"the model is a {type(model).__name__}, not a torch.nn.Module")
     _check_acyclic(model)
-    for name, m in model.named_modules():
+    named = list(model.named_modules())
+    for name, m in named:
         cls = type(m)
         quantized = ".quantized" in cls.__module__ and ".reference" not in cls.__module__  # reference convs are float
         if quantized and "Conv" in cls.__name__:
@@ -29,6 +33,7 @@ def check_model(model: object, *, need_data: bool = False) -> None:
                 f"parameter '{meta}' is on the meta device (no data): converting needs real weights; build the model "
                 "on the CPU or load its weights (--weights state_dict.pt)"
             )
+    return named
 
 
 def _check_acyclic(model: nn.Module) -> None:

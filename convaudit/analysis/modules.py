@@ -52,15 +52,20 @@ class _Figures:
 
 
 def module_tree(
-    model: nn.Module, seen: Seen, costs: Sequence[tuple[int, str, bool]], layers: Iterable[ConvLayer]
+    model: nn.Module,
+    seen: Seen,
+    costs: Sequence[tuple[int, str, bool]],
+    layers: Iterable[ConvLayer],
+    named: Sequence[tuple[str, nn.Module]] | None = None,
 ) -> tuple[tuple[ModuleNode, ...], tuple[OpCategory, ...]]:
     """Every module of ``model`` in pre-order with its subtree's figures, and the functional ops by category.
 
     Args:
         seen: what the path showed (fx: its call nodes and trace; hooks/real: the forward's record).
         costs: fx only: :func:`~convaudit.analysis.totals.call_cost` of each call, as the totals summed them.
+        named: ``list(model.named_modules())`` when the caller has it.
     """
-    named = list(model.named_modules())  # pre-order, each module once under its first name
+    named = list(model.named_modules()) if named is None else list(named)  # pre-order, each module once
     index = dict(named)
     if seen.path is TracePath.FX and seen.traced is not None:
         figures = _fx_figures(seen.calls, costs, seen.traced.graph, index)

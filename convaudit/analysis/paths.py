@@ -155,9 +155,12 @@ def _fx(
         return None, stopped
     traced_counts = Counter(c.name for c in calls if c.node_op == "call_module" and is_conv_module(c.target))
     fx = Seen(TracePath.FX, calls, None, traced, None)
-    if forced or not any(is_conv_module(m) and n not in traced_counts for n, m in model.named_modules()):
+    if forced:
         return fx, None
-    census = conv_census(model, args, kwargs)  # some conv is never called in the trace: does the forward agree?
+    named = list(model.named_modules())  # as the trace left it (what it did to the model is undone later)
+    if not any(is_conv_module(m) and n not in traced_counts for n, m in named):
+        return fx, None
+    census = conv_census(model, args, kwargs, named)  # some conv is never called in the trace: does the forward agree?
     if census == traced_counts:  # NB: Counters compare missing names as zero
         return fx, None
     try:  # it cannot tell, or says otherwise: the fake forward decides

@@ -91,7 +91,8 @@ def with_latency(
     formats = MEMORY_FORMATS if options.memory_format == BOTH else (options.memory_format,)
     opts = RecommendOptions(memory_format=formats[0])  # with both, decided on contiguous (PyTorch's default)
     # one prediction per candidate: its recommendation names the m the figures (and the measurement) are taken at
-    ahead = {x.name: _predicted(x, profile, opts) for x in layers if x.candidate and x.separable}
+    memo: dict[tuple[ConvShape, int], dict[str, float]] = {}  # NB: a model repeats its conv shapes (blocks)
+    ahead = {x.name: _predicted(x, profile, opts, memo) for x in layers if x.candidate and x.separable}
     m_ref = {name: rec.m or 1 for name, (rec, _, _) in ahead.items()}
     found: Mapping[str, LayerLatency] = {}
     measurement = timing = None
@@ -115,7 +116,7 @@ def with_latency(
             continue
         got = found.get(layer.name)
         rec, chosen, times = ahead[layer.name]
-        latency = _latency(layer, got, times[m_ref[layer.name]], profile, m_ref[layer.name], formats)
+        latency = _latency(layer, got, times[m_ref[layer.name]], profile, m_ref[layer.name], formats, memo)
         rec = _with_measured(layer, rec, chosen, got, opts)
         if options.timing and got is None:
             rec = _note(rec, f"not measured: {getattr(found, 'skipped', {}).get(layer.name, 'no time taken')}")
@@ -130,6 +131,7 @@ def _latency(
     profile: DeviceProfile,
     m: int,
     formats: Sequence[str],
+    memo: dict[tuple[ConvShape, int], dict[str, float]],
 ) -> LayerLatency:
     """The layer's latency record: measured figures (if any) with the predicted ones, per format with two."""
     primary = (
@@ -141,7 +143,7 @@ def _latency(
         return primary
     by_format = {formats[0]: primary}
     for fmt in formats[1:]:
-        seconds = predicted_latency(layer, profile, m, fmt)
+        seconds = _forms(profile, ConvShape.from_layer(layer, fmt), m, memo)
         other = (got.by_format or {}).get(fmt) if got is not None else None
         by_format[fmt] = (
             dataclasses.replace(other, predicted_seconds=seconds)
@@ -179,19 +181,34 @@ def recommend(
     opts = options or RecommendOptions()
     if not layer.candidate or layer.separable is None:
         return Recommendation(KEEP, None, None, layer.skip_reason or "not a candidate")
-    predicted, chosen, _ = _predicted(layer, profile, opts)
+    predicted, chosen, _ = _predicted(layer, profile, opts, {})
     return _with_measured(layer, predicted, chosen, measured, opts)
 
 
 def _predicted(
-    layer: ConvLayer, profile: DeviceProfile, opts: RecommendOptions
+    layer: ConvLayer,
+    profile: DeviceProfile,
+    opts: RecommendOptions,
+    memo: dict[tuple[ConvShape, int], dict[str, float]],
 ) -> tuple[Recommendation, list[Form], dict[int, dict[str, float]]]:
     """(the predicted recommendation, the forms it weighed at their m, the predicted seconds by m)."""
     ms = {o: _energy_m(layer, o, opts) for o in LAYER_ORDERS}
-    times = {m: predict_forms(profile, ConvShape.from_layer(layer, opts.memory_format), m) for m in {1, *ms.values()}}
+    shape = ConvShape.from_layer(layer, opts.memory_format)
+    times = {m: _forms(profile, shape, m, memo) for m in {1, *ms.values()}}
     chosen = [_form(layer, o, ms[o], times[ms[o]], "predicted") for o in LAYER_ORDERS]
     at_one = [_form(layer, o, 1, times[1], "predicted") for o in LAYER_ORDERS]
     return decide(chosen, at_one, opts), chosen, times
+
+
+def _forms(
+    profile: DeviceProfile, shape: ConvShape, m: int, memo: dict[tuple[ConvShape, int], dict[str, float]]
+) -> dict[str, float]:
+    """``predict_forms(profile, shape, m)``, each (shape, m) once per ``memo`` (one profile); a copy of its own."""
+    key = (shape, m)
+    times = memo.get(key)
+    if times is None:
+        times = memo[key] = predict_forms(profile, shape, m)
+    return dict(times)  # the records hold it: none shares another's
 
 
 def _with_measured(
