@@ -255,6 +255,18 @@ def test_save_then_load_from_the_user_cache(cache_home: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
+def test_a_loaded_profile_is_parsed_once_until_its_file_changes(cache_home: Path) -> None:
+    profile = dataclasses.replace(prof.default_profile(), calibrated=True)
+    key = prof.current_key()
+    profile = dataclasses.replace(profile, cpu=key[0], torch_version=key[1], threads=key[2], device=key[3])
+    path = prof.save_profile(profile)
+    first = prof.load_profile()
+    assert first == profile and prof.load_profile() is first  # not parsed again
+    prof.save_profile(dataclasses.replace(profile, budget_seconds=7.0))  # rewritten: read again
+    again = prof.load_profile()
+    assert again is not None and again.budget_seconds == 7.0 and path.exists()
+
+
 def test_cache_falls_back_to_home_without_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))

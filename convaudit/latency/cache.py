@@ -53,10 +53,26 @@ def load_profile(threads: int | None = None, device: str = "cpu", path: Path | N
     """The cached profile of this machine, or None when absent, unreadable or stale (other key or version)."""
     key = current_key(threads, device)
     try:
-        profile = DeviceProfile.from_json((path or cache_path(key)).read_text(encoding="utf-8"))
+        profile = _parsed(Path(path or cache_path(key)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return profile if profile.version == profile_module.PROFILE_VERSION and profile.key == key else None
+
+
+#: path → ((mtime_ns, size), the profile parsed from it): each analysis loads the profile, and a calibrated
+#: one (hundreds of residuals) takes ~1 ms to parse; a rewritten file is read again
+_PARSED: dict[Path, tuple[tuple[int, int], DeviceProfile]] = {}
+
+
+def _parsed(file: Path) -> DeviceProfile:
+    status = file.stat()
+    stamp = (status.st_mtime_ns, status.st_size)
+    hit = _PARSED.get(file)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    profile = DeviceProfile.from_json(file.read_text(encoding="utf-8"))
+    _PARSED[file] = (stamp, profile)
+    return profile
 
 
 def save_profile(profile: DeviceProfile, path: Path | None = None) -> Path:
