@@ -15,6 +15,7 @@ import convaudit
 from convaudit.analysis.recommend import (
     UNCALIBRATED,
     RecommendOptions,
+    _forms,
     device_profile,
     recommend,
     reference_m,
@@ -193,6 +194,26 @@ def test_layers_of_one_shape_each_get_the_profiles_own_prediction_in_a_record_of
         seconds.append(layer.latency.predicted_seconds)
     assert seconds[0] == seconds[1] == seconds[2] != seconds[3] != seconds[4]
     assert len({id(s) for s in seconds}) == len(seconds)  # plain data: no record shares another's dict
+
+
+def test_predictions_shared_across_shapes_and_m_are_predict_forms_own() -> None:
+    # one memo across shapes and m (blocks share separable parts; a conv's time is the same at every m):
+    # every answer must still be predict_forms' (the oracle), with the correction and a sequence factor in play
+    residuals = ((4.0, 4.0, 7.0, 1.5, 0.0, 0.4), (5.0, 6.0, 8.0, 1.5, 0.0, -0.3), (0.0, 0.0, 7.0, 0.5, 0.0, 0.2))
+    fits = {kind: RooflineFit(1e-6, 1e10, 1e9, points=3, residuals=residuals) for kind in KINDS}
+    calibrated = dataclasses.replace(profile(), fits={"contiguous": fits}, sequence_factor={"contiguous": 1.3})
+    convs = [nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1), nn.Conv2d(32, 32, 5, stride=2)]
+    layers = convaudit.analyze(nn.Sequential(*convs), input_shape=(1, 16, 12, 12), latency_profile=calibrated).layers
+    memo: dict = {}
+    for m in (1, 2, 1, 3):
+        for layer in layers:
+            shape = ConvShape.from_layer(layer)
+            got = _forms(calibrated, shape, m, memo)
+            assert got == predict_forms(calibrated, shape, m) and got is not _forms(calibrated, shape, m, memo)
+    predicted = [k for k in memo if isinstance(k, ConvShape)]  # each conv (and part) once: not 5 per (shape, m)
+    assert len(predicted) < 5 * len(layers) * 3 and all(
+        layer_shape in predicted for layer_shape in map(ConvShape.from_layer, layers)
+    )
 
 
 def test_json_fields_as_the_issue_spells_them() -> None:

@@ -78,6 +78,10 @@ def device_profile(given: Any = None) -> tuple[DeviceProfile, str]:
     return profile, "calibrated on this machine" if profile.calibrated else UNCALIBRATED
 
 
+#: One profile's predictions: (shape, m) -> ``predict_forms``' times, and shape -> ``predict_seconds``.
+_Memo = dict[Any, Any]
+
+
 def with_latency(
     layers: Sequence[ConvLayer],
     options: AnalysisOptions,
@@ -91,7 +95,7 @@ def with_latency(
     formats = MEMORY_FORMATS if options.memory_format == BOTH else (options.memory_format,)
     opts = RecommendOptions(memory_format=formats[0])  # with both, decided on contiguous (PyTorch's default)
     # one prediction per candidate: its recommendation names the m the figures (and the measurement) are taken at
-    memo: dict[tuple[ConvShape, int], dict[str, float]] = {}  # NB: a model repeats its conv shapes (blocks)
+    memo: _Memo = {}  # NB: a model repeats its conv shapes (blocks)
     ahead = {x.name: _predicted(x, profile, opts, memo) for x in layers if x.candidate and x.separable}
     m_ref = {name: rec.m or 1 for name, (rec, _, _) in ahead.items()}
     found: Mapping[str, LayerLatency] = {}
@@ -131,7 +135,7 @@ def _latency(
     profile: DeviceProfile,
     m: int,
     formats: Sequence[str],
-    memo: dict[tuple[ConvShape, int], dict[str, float]],
+    memo: _Memo,
 ) -> LayerLatency:
     """The layer's latency record: measured figures (if any) with the predicted ones, per format with two."""
     primary = (
@@ -189,7 +193,7 @@ def _predicted(
     layer: ConvLayer,
     profile: DeviceProfile,
     opts: RecommendOptions,
-    memo: dict[tuple[ConvShape, int], dict[str, float]],
+    memo: _Memo,
 ) -> tuple[Recommendation, list[Form], dict[int, dict[str, float]]]:
     """(the predicted recommendation, the forms it weighed at their m, the predicted seconds by m)."""
     ms = {o: _energy_m(layer, o, opts) for o in LAYER_ORDERS}
@@ -200,14 +204,12 @@ def _predicted(
     return decide(chosen, at_one, opts), chosen, times
 
 
-def _forms(
-    profile: DeviceProfile, shape: ConvShape, m: int, memo: dict[tuple[ConvShape, int], dict[str, float]]
-) -> dict[str, float]:
+def _forms(profile: DeviceProfile, shape: ConvShape, m: int, memo: _Memo) -> dict[str, float]:
     """``predict_forms(profile, shape, m)``, each (shape, m) once per ``memo`` (one profile); a copy of its own."""
     key = (shape, m)
     times = memo.get(key)
     if times is None:
-        times = memo[key] = predict_forms(profile, shape, m)
+        times = memo[key] = predict_forms(profile, shape, m, cache=memo)
     return dict(times)  # the records hold it: none shares another's
 
 

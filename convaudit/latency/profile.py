@@ -319,12 +319,27 @@ def separable_parts(shape: ConvShape, order: str = "dw_pw", m: int = 1) -> tuple
     return first, second
 
 
-def predict_forms(profile: DeviceProfile, shape: ConvShape, m: int = 1) -> dict[str, float]:
-    """Predicted seconds of the conv and of its two separable forms at m, keyed ``original``, ``dw_pw``, ``pw_dw``."""
+def predict_forms(
+    profile: DeviceProfile, shape: ConvShape, m: int = 1, cache: dict[ConvShape, float] | None = None
+) -> dict[str, float]:
+    """Predicted seconds of the conv and of its two separable forms at m, keyed ``original``, ``dw_pw``, ``pw_dw``.
+
+    ``cache``: shape → ``predict_seconds``, shared by calls with this one profile (a model repeats its conv
+    shapes and blocks share their separable parts: inception_v3 needs 73 distinct predictions of 120).
+    """
+
+    def seconds(part: ConvShape) -> float:
+        if cache is None:
+            return predict_seconds(profile, part)
+        found = cache.get(part)
+        if found is None:
+            found = cache[part] = predict_seconds(profile, part)
+        return found
+
     factor = profile.sequence_factor.get(shape.memory_format, 1.0)
-    times = {"original": predict_seconds(profile, shape)}
+    times = {"original": seconds(shape)}
     for order in ("dw_pw", "pw_dw"):
-        times[order] = factor * sum(predict_seconds(profile, part) for part in separable_parts(shape, order, m))
+        times[order] = factor * sum(seconds(part) for part in separable_parts(shape, order, m))
     return times
 
 

@@ -83,6 +83,12 @@ MISSING = _MISSING
 
 
 def _is_module(obj: Any) -> bool:
-    import torch.nn as nn  # deferred: keeps this leaf importable without paying for torch.nn first
+    global _MODULE_TYPE
+    if _MODULE_TYPE is None:  # NB: an import statement per lookup cost 0.16 us of 0.19 (a thousand per analysis)
+        import torch.nn as nn  # deferred: keeps this leaf importable without paying for torch.nn first
 
-    return isinstance(obj, nn.Module)
+        _MODULE_TYPE = nn.Module
+    return isinstance(obj, _MODULE_TYPE)
+
+
+_MODULE_TYPE: type | None = None  #: ``torch.nn.Module``, once first needed
