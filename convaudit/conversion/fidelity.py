@@ -139,7 +139,7 @@ def compare_outputs(expected: Sequence[Any], got: Sequence[Any], *, inputs: str)
         tally.add(e, g)
     if not tally.leaves:
         raise UsageError("the model's outputs hold no floating-point tensor to compare")
-    if tally.detector and not tally.detections:
+    if tally.detector and not tally.considered:
         raise UsageError(
             f"neither model detects anything on the {inputs}: no boxes to compare (untrained weights score "
             "below a detector's threshold; for torchvision's, lower model.roi_heads.score_thresh)"
@@ -206,8 +206,9 @@ class _Tally:
         self.agree = 0
         self.classifier = True
         self.detector = False  #: a detection-shaped output was seen (compared as sets)
-        self.detections = 0  #: detections in either output, and images whose outputs cannot be compared
-        self.matched = self.considered = 0  #: detections matched; matched + lost + extra (``detections_kept``)
+        #: detections matched; matched + lost + extra (``detections_kept``; 0: nothing detected anywhere), images
+        #: whose outputs cannot be compared counting at least one
+        self.matched = self.considered = 0
 
     def add(self, expected: Any, got: Any) -> None:
         if is_detection_output(expected):
@@ -246,11 +247,9 @@ class _Tally:
                 g = detection_images(got)[n]
                 match = match_detections(e, g)
                 fields = dict(aligned(e, g, match))
-                self.detections += len(e["boxes"]) + len(g["boxes"])
                 self.matched += len(match.pairs)
                 self.considered += len(match.pairs) + len(match.lost) + len(match.extra)
             else:  # total disagreement, cosine 0 even where the original detects nothing
-                self.detections += 1
                 self.considered += max(len(e["boxes"]), 1)
                 fields = {k: (v.detach().double().cpu(), None) for k, v in e.items() if _is_float(v)}
             for key, (ref, out) in fields.items():

@@ -7,7 +7,6 @@ alone on the inputs it really received. ``--exact`` fails above :data:`EXACT_TOL
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +17,12 @@ from torch.utils._pytree import tree_flatten
 
 from convaudit.analysis.adapters import is_conv_module
 from convaudit.analysis.guard import eval_mode, untouched
-from convaudit.conversion.detections import aligned, comparable, detection_images, is_detection_output, match_detections
+from convaudit.conversion.detections import comparable, is_detection_output
+from convaudit.conversion.fidelity import compare_outputs
 from convaudit.conversion.layers import SeparableConv
 from convaudit.conversion.rewrite import capture_conv_inputs
 from convaudit.documents.records import ConversionReport
-from convaudit.errors import ConvauditError
+from convaudit.errors import ConvauditError, UsageError
 
 __all__ = [
     "EXACT_TOLERANCE",
@@ -106,7 +106,10 @@ def output_error(got: Any, expected: Any) -> float | None:
     whose leading size differs (how many items a model keeps depends on the values) count as 1.0.
     """
     if is_detection_output(expected) and comparable(expected, got):
-        return _detection_error(got, expected)
+        try:  # the worst float field's error over the images, pooled as fidelity pools it
+            return compare_outputs([expected], [got], inputs="example inputs").relative_error
+        except UsageError:  # neither model detected anything: no values to compare
+            return None
     g_flat, _ = tree_flatten(got)
     e_flat, _ = tree_flatten(expected)
     if len(g_flat) != len(e_flat):
@@ -126,21 +129,6 @@ def output_error(got: Any, expected: Any) -> float | None:
         )
     errors = [relative_error(g, e) for g, e in pairs if g.is_floating_point() and e.numel()]
     return max(errors) if errors else None  # None: no float values to compare (no boxes kept, or integers only)
-
-
-def _detection_error(got: Any, expected: Any) -> float | None:
-    """The largest relative error of a float field over the images, detections matched as sets (None: none)."""
-    diff: dict[str, float] = {}
-    ref: dict[str, float] = {}
-    rows = 0
-    for e, g in zip(detection_images(expected), detection_images(got), strict=True):
-        for key, (r, o) in aligned(e, g, match_detections(e, g)).items():
-            diff[key] = diff.get(key, 0.0) + float((o - r).square().sum())
-            ref[key] = ref.get(key, 0.0) + float(r.square().sum())
-            rows += len(r)
-    if not rows:
-        return None  # neither model detected anything: no values to compare
-    return max(math.sqrt(d / ref[k]) if ref[k] > 0 else math.sqrt(d) for k, d in diff.items())
 
 
 def _get(root: nn.Module, name: str) -> nn.Module | None:

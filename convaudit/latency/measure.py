@@ -178,7 +178,7 @@ def measure_layers(
             if taken.get((layer.name, fmt)):
                 by_format[fmt][layer.name] = pooled = pool(taken[(layer.name, fmt)])
                 per_format[fmt] = _latency(pooled, forms, used_format[(layer.name, fmt)])
-        if per_format and layer.name not in skipped:
+        if per_format:  # a layer skipped in its first sweep has none
             first = next(fmt for fmt in formats if fmt in per_format)
             comparisons[layer.name] = by_format[first][layer.name]
             primary = per_format[first]

@@ -294,19 +294,17 @@ def pool(comparisons: Sequence[Comparison]) -> Comparison:
     """
     if len(comparisons) == 1:
         return comparisons[0]
-    parts = [c.rounds for c in comparisons]
-    if not parts or any(r is None for r in parts):
+    parts = [c.rounds for c in comparisons if c.rounds is not None]
+    if not parts or len(parts) != len(comparisons):
         raise UsageError("pool needs comparisons that kept their rounds (from compare)")
-    first = parts[0]
-    assert first is not None
-    names = list(first.per_call)
+    first, names = parts[0], list(parts[0].per_call)
     rounds = Rounds(
         first.baseline,
-        {n: tuple(v for r in parts if r is not None for v in r.per_call[n]) for n in names},
-        {n: tuple(v for r in parts if r is not None for v in r.batches[n]) for n in names},
+        {n: tuple(v for r in parts for v in r.per_call[n]) for n in names},
+        {n: tuple(v for r in parts for v in r.batches[n]) for n in names},
         first.target_ci,
-        sum(r.max_seconds for r in parts if r is not None),
-        estimates={n: statistics.median(r.estimates[n] for r in parts if r is not None) for n in first.estimates},
+        sum(r.max_seconds for r in parts),
+        estimates={n: statistics.median(r.estimates[n] for r in parts) for n in first.estimates},
     )
     rounds = dataclasses.replace(rounds, reached=_reached(rounds.ratios(), rounds.target_ci))
     loads = [c.load for c in comparisons]
@@ -340,9 +338,7 @@ def summarize(rounds: Rounds, cores: float | None) -> Comparison:
 
 def _reached(ratios: Mapping[str, Sequence[float]], target_ci: float) -> bool:
     """The stopping rule: every median ratio's 95% CI within ±``target_ci`` of it."""
-    return all(_within(median_ci(r), statistics.median(r), target_ci) for r in ratios.values() if r) and all(
-        ratios.values()
-    )
+    return all(r and _within(median_ci(r), statistics.median(r), target_ci) for r in ratios.values())
 
 
 def _warm_up(
