@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,31 @@ def test_residuals_correct_the_shapes_near_them_only() -> None:
     assert len(fitted.residuals) == fitted.points and all(
         len(r) == len(prof.features(near)) + 1 for r in fitted.residuals
     )
+
+
+def test_the_batched_correction_is_the_kernel_mean_of_its_definition() -> None:
+    """Oracle: the Gaussian-kernel mean written out as a Python loop, at random points, in one batch and alone."""
+    rng = random.Random(7)
+    width = len(prof.features(ConvShape.of(8, 8, 3, 4)))
+    rows = tuple(tuple(rng.uniform(-2, 9) for _ in range(width + 1)) for _ in range(40))
+    fit = dataclasses.replace(TRUE["depthwise"], residuals=rows)
+    points = [tuple(rng.uniform(-3, 10) for _ in range(width)) for _ in range(50)]
+
+    def oracle(at: tuple[float, ...]) -> float:
+        weights = [
+            math.exp(-sum((a - r) ** 2 for a, r in zip(at, row[:width], strict=True)) / (2 * prof.RESIDUAL_WIDTH**2))
+            for row in rows
+        ]
+        return sum(w * row[width] for w, row in zip(weights, rows, strict=True)) / (sum(weights) + prof.RESIDUAL_SHRINK)
+
+    batched = fit.corrections(points)
+    for at, got in zip(points, batched, strict=True):
+        assert got == pytest.approx(oracle(at), rel=1e-12, abs=1e-15)
+        assert fit.correction(at) == pytest.approx(got, rel=1e-12, abs=1e-15)
+    shapes = [ConvShape.of(c, c, 3, px, groups=c) for c, px in ((32, 56), (64, 28), (96, 14), (32, 56))]
+    assert prof.predict_many(
+        dataclasses.replace(prof.default_profile(), fits={"contiguous": {"depthwise": fit}}), shapes
+    ) == {s: pytest.approx(fit.predict(s), rel=1e-12) for s in shapes}
 
 
 # ---------------------------------------------------------------- the profile: JSON, cache, staleness

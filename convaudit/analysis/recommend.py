@@ -27,7 +27,7 @@ from convaudit.documents.records import ConvLayer
 from convaudit.latency.builtin import default_profile
 from convaudit.latency.cache import load_profile
 from convaudit.latency.measure import BOTH, MEMORY_FORMATS, measure_layers
-from convaudit.latency.profile import ConvShape, DeviceProfile, predict_forms
+from convaudit.latency.profile import ConvShape, DeviceProfile, predict_forms, predict_forms_many
 from convaudit.options import AnalysisOptions
 from convaudit.vocab import LAYER_ORDERS, Order
 
@@ -96,6 +96,7 @@ def with_latency(
     opts = RecommendOptions(memory_format=formats[0])  # with both, decided on contiguous (PyTorch's default)
     # one prediction per candidate: its recommendation names the m the figures (and the measurement) are taken at
     memo: _Memo = {}  # NB: a model repeats its conv shapes (blocks)
+    _predict_ahead([x for x in layers if x.candidate and x.separable], profile, opts, memo)
     ahead = {x.name: _predicted(x, profile, opts, memo) for x in layers if x.candidate and x.separable}
     m_ref = {name: rec.m or 1 for name, (rec, _, _) in ahead.items()}
     found: Mapping[str, LayerLatency] = {}
@@ -202,6 +203,17 @@ def _predicted(
     chosen = [_form(layer, o, ms[o], times[ms[o]], "predicted") for o in LAYER_ORDERS]
     at_one = [_form(layer, o, 1, times[1], "predicted") for o in LAYER_ORDERS]
     return decide(chosen, at_one, opts), chosen, times
+
+
+def _predict_ahead(layers: Sequence[ConvLayer], profile: DeviceProfile, opts: RecommendOptions, memo: _Memo) -> None:
+    """Fill ``memo`` with the forms of every (shape, m) ``_predicted`` will ask for, in one batch (numpy per fit)."""
+    wanted: dict[tuple[ConvShape, int], None] = {}
+    for layer in layers:
+        shape = ConvShape.from_layer(layer, opts.memory_format)
+        for m in {1, *(_energy_m(layer, o, opts) for o in LAYER_ORDERS)}:
+            wanted.setdefault((shape, m), None)
+    todo = [key for key in wanted if key not in memo]
+    memo.update(zip(todo, predict_forms_many(profile, todo, cache=memo), strict=True))
 
 
 def _forms(profile: DeviceProfile, shape: ConvShape, m: int, memo: _Memo) -> dict[str, float]:

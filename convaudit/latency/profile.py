@@ -31,8 +31,10 @@ The profile is keyed by CPU model, torch version, thread count and device, and v
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,8 @@ __all__ = [
     "features",
     "kind_of",
     "predict_forms",
+    "predict_forms_many",
+    "predict_many",
     "predict_seconds",
     "separable_parts",
 ]
@@ -207,10 +211,16 @@ class RooflineFit:
 
     def predict(self, shape: ConvShape) -> float:
         """The roofline's time for ``shape``, corrected by the residuals of the measured shapes near it."""
-        roofline = float(
-            self.seconds(shape.vector_macs(self.lanes), shape.bytes, shape.channels_per_group, shape.pixels)
-        )
-        return roofline * math.exp(self.correction(features(shape))) if self.residuals else roofline
+        return self.predict_all([shape])[0]
+
+    def predict_all(self, shapes: Sequence[ConvShape]) -> list[float]:
+        """``predict`` of each shape: the rooflines one by one (exact floats), the corrections in one batch."""
+        lanes, seconds = self.lanes, self.seconds
+        roofline = [float(seconds(s.vector_macs(lanes), s.bytes, s.channels_per_group, s.pixels)) for s in shapes]
+        if not self.residuals:
+            return roofline
+        corrections = self.corrections([features(s) for s in shapes])
+        return [r * math.exp(c) for r, c in zip(roofline, corrections, strict=True)]
 
     def correction(self, at: tuple[float, ...]) -> float:
         """Kernel-weighted mean of the residuals near ``at``, shrunk toward 0 where few are near.
@@ -218,12 +228,25 @@ class RooflineFit:
         NB: a Gaussian kernel of width ``RESIDUAL_WIDTH`` in ``features`` space (a factor of 2 in
         channels or pixels is one unit), plus a pseudo-residual 0 of weight ``RESIDUAL_SHRINK``.
         """
-        total = weight = 0.0
-        scale, n = 2 * RESIDUAL_WIDTH**2, len(at)
-        for row in self.residuals:  # NB: math.dist in C, 4x a Python sum of squares (a predict per conv form)
-            w = math.exp(-(math.dist(at, row[:n]) ** 2) / scale)
-            total, weight = total + w * row[n], weight + w
-        return total / (weight + RESIDUAL_SHRINK)
+        return self.corrections([at])[0]
+
+    def corrections(self, ats: Sequence[Sequence[float]]) -> list[float]:
+        """``correction`` at each of ``ats`` (of one length), in arrays: a Python loop took 22 us per shape."""
+        if not ats or not self.residuals:
+            return [0.0] * len(ats)
+        import numpy as np  # NB: here, not at the top: an uncalibrated profile (no residuals) never needs it
+
+        at, table, n = np.array(ats, dtype=np.float64), self._residual_table, len(ats[0])
+        w = np.exp(-((at[:, None, :] - table[None, :, :n]) ** 2).sum(axis=2) / (2 * RESIDUAL_WIDTH**2))
+        # NB: not w @ residuals: BLAS may sum a row in another order in another batch (and predict it differently)
+        return ((w * table[:, n]).sum(axis=1) / (w.sum(axis=1) + RESIDUAL_SHRINK)).tolist()
+
+    @functools.cached_property
+    def _residual_table(self) -> Any:
+        """``residuals`` as a float64 array, built once per fit (it is frozen; ``cached_property`` bypasses that)."""
+        import numpy as np
+
+        return np.array(self.residuals, dtype=np.float64)
 
 
 #: The residual correction's kernel width and shrinkage (``RooflineFit.correction``).
@@ -294,9 +317,17 @@ class DeviceProfile:
 
 def predict_seconds(profile: DeviceProfile, shape: ConvShape) -> float:
     """Predicted seconds of one call of ``shape`` (a format or kind the profile lacks: contiguous, standard)."""
-    fits = profile.fits.get(shape.memory_format) or profile.fits["contiguous"]
-    fit = fits.get(shape.kind) or fits["standard"]
-    return fit.predict(shape)
+    return predict_many(profile, (shape,))[shape]
+
+
+def predict_many(profile: DeviceProfile, shapes: Iterable[ConvShape]) -> dict[ConvShape, float]:
+    """``predict_seconds`` of each distinct shape, in one ``RooflineFit.predict_all`` batch per fit."""
+    batches: dict[int, tuple[RooflineFit, list[ConvShape]]] = {}
+    for shape in dict.fromkeys(shapes):
+        fits = profile.fits.get(shape.memory_format) or profile.fits["contiguous"]
+        fit = fits.get(shape.kind) or fits["standard"]
+        batches.setdefault(id(fit), (fit, []))[1].append(shape)
+    return {s: t for fit, batch in batches.values() for s, t in zip(batch, fit.predict_all(batch), strict=True)}
 
 
 def separable_parts(shape: ConvShape, order: str = "dw_pw", m: int = 1) -> tuple[ConvShape, ConvShape]:
@@ -327,20 +358,21 @@ def predict_forms(
     ``cache``: shape → ``predict_seconds``, shared by calls with this one profile (a model repeats its conv
     shapes and blocks share their separable parts: inception_v3 needs 73 distinct predictions of 120).
     """
+    return predict_forms_many(profile, [(shape, m)], cache)[0]
 
-    def seconds(part: ConvShape) -> float:
-        if cache is None:
-            return predict_seconds(profile, part)
-        found = cache.get(part)
-        if found is None:
-            found = cache[part] = predict_seconds(profile, part)
-        return found
 
-    factor = profile.sequence_factor.get(shape.memory_format, 1.0)
-    times = {"original": seconds(shape)}
-    for order in ("dw_pw", "pw_dw"):
-        times[order] = factor * sum(seconds(part) for part in separable_parts(shape, order, m))
-    return times
+def predict_forms_many(
+    profile: DeviceProfile, requests: Iterable[tuple[ConvShape, int]], cache: dict[ConvShape, float] | None = None
+) -> list[dict[str, float]]:
+    """``predict_forms`` of each (shape, m); the convs ``cache`` lacks are predicted together (``predict_many``)."""
+    known: dict[ConvShape, float] = {} if cache is None else cache
+    plans = [(s, {o: separable_parts(s, o, m) for o in ("dw_pw", "pw_dw")}) for s, m in requests]
+    known.update(predict_many(profile, (p for s, f in plans for p in (s, *f["dw_pw"], *f["pw_dw"]) if p not in known)))
+    factor = profile.sequence_factor.get
+    return [
+        {"original": known[s]} | {o: factor(s.memory_format, 1.0) * sum(known[p] for p in ps) for o, ps in f.items()}
+        for s, f in plans
+    ]
 
 
 #: Names that moved out of this module (``cache``, ``builtin``), still importable from it.
