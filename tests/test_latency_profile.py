@@ -224,13 +224,19 @@ def test_residuals_correct_the_shapes_near_them_only() -> None:
     )
 
 
+def _with_random_residuals(kind: str, seed: int, rows: int, points: int) -> tuple[prof.RooflineFit, list[tuple]]:
+    """TRUE[kind] with random residual rows, and random feature points to correct at."""
+    rng = random.Random(seed)
+    width = len(prof.features(ConvShape.of(8, 8, 3, 4)))
+    table = tuple(tuple(rng.uniform(-2, 9) for _ in range(width + 1)) for _ in range(rows))
+    at = [tuple(rng.uniform(-3, 10) for _ in range(width)) for _ in range(points)]
+    return dataclasses.replace(TRUE[kind], residuals=table), at
+
+
 def test_the_batched_correction_is_the_kernel_mean_of_its_definition() -> None:
     """Oracle: the Gaussian-kernel mean written out as a Python loop, at random points, in one batch and alone."""
-    rng = random.Random(7)
-    width = len(prof.features(ConvShape.of(8, 8, 3, 4)))
-    rows = tuple(tuple(rng.uniform(-2, 9) for _ in range(width + 1)) for _ in range(40))
-    fit = dataclasses.replace(TRUE["depthwise"], residuals=rows)
-    points = [tuple(rng.uniform(-3, 10) for _ in range(width)) for _ in range(50)]
+    fit, points = _with_random_residuals("depthwise", seed=7, rows=40, points=50)
+    rows, width = fit.residuals, len(points[0])
 
     def oracle(at: tuple[float, ...]) -> float:
         weights = [
@@ -247,6 +253,17 @@ def test_the_batched_correction_is_the_kernel_mean_of_its_definition() -> None:
     assert prof.predict_many(
         dataclasses.replace(prof.default_profile(), fits={"contiguous": {"depthwise": fit}}), shapes
     ) == {s: pytest.approx(fit.predict(s), rel=1e-12) for s in shapes}
+
+
+def test_a_shapes_correction_does_not_depend_on_the_batch_it_is_in() -> None:
+    """Exactly (==): records predicted in one analysis's batch must equal ``predict_forms`` of the shape alone."""
+    fit, points = _with_random_residuals("pointwise", seed=11, rows=77, points=120)
+    rng = random.Random(11)
+    alone = [fit.correction(at) for at in points]
+    for size in (2, 7, 8, 9, 33, 120):
+        start = rng.randrange(len(points) - size + 1)
+        assert fit.corrections(points[start : start + size]) == alone[start : start + size], size
+    assert fit.corrections([]) == [] and TRUE["pointwise"].corrections(points[:3]) == [0.0] * 3
 
 
 # ---------------------------------------------------------------- the profile: JSON, cache, staleness

@@ -96,9 +96,14 @@ def with_latency(
     opts = RecommendOptions(memory_format=formats[0])  # with both, decided on contiguous (PyTorch's default)
     # one prediction per candidate: its recommendation names the m the figures (and the measurement) are taken at
     memo: _Memo = {}  # NB: a model repeats its conv shapes (blocks)
-    _predict_ahead([x for x in layers if x.candidate and x.separable], profile, opts, memo)
-    ahead = {x.name: _predicted(x, profile, opts, memo) for x in layers if x.candidate and x.separable}
+    plans = [(x, _plan(x, opts)) for x in layers if x.candidate and x.separable]
+    _predict_ahead(profile, [(shape, m) for _, (ms, shape) in plans for m in {1, *ms.values()}], memo)
+    ahead = {x.name: _predicted(x, profile, opts, memo, plan) for x, plan in plans}
     m_ref = {name: rec.m or 1 for name, (rec, _, _) in ahead.items()}
+    if len(formats) > 1:  # what ``_latency`` asks for
+        _predict_ahead(
+            profile, [(ConvShape.from_layer(x, f), m_ref[x.name]) for x, _ in plans for f in formats[1:]], memo
+        )
     found: Mapping[str, LayerLatency] = {}
     measurement = timing = None
     if options.timing:
@@ -125,7 +130,7 @@ def with_latency(
         rec = _with_measured(layer, rec, chosen, got, opts)
         if options.timing and got is None:
             rec = _note(rec, f"not measured: {getattr(found, 'skipped', {}).get(layer.name, 'no time taken')}")
-        out.append(dataclasses.replace(layer, latency=latency, recommendation=rec))
+        out.append(_replaced(layer, latency=latency, recommendation=rec))
     return out, measurement, timing, about
 
 
@@ -195,25 +200,36 @@ def _predicted(
     profile: DeviceProfile,
     opts: RecommendOptions,
     memo: _Memo,
+    plan: tuple[dict[str, int], ConvShape] | None = None,
 ) -> tuple[Recommendation, list[Form], dict[int, dict[str, float]]]:
     """(the predicted recommendation, the forms it weighed at their m, the predicted seconds by m)."""
-    ms = {o: _energy_m(layer, o, opts) for o in LAYER_ORDERS}
-    shape = ConvShape.from_layer(layer, opts.memory_format)
+    ms, shape = plan or _plan(layer, opts)
     times = {m: _forms(profile, shape, m, memo) for m in {1, *ms.values()}}
     chosen = [_form(layer, o, ms[o], times[ms[o]], "predicted") for o in LAYER_ORDERS]
-    at_one = [_form(layer, o, 1, times[1], "predicted") for o in LAYER_ORDERS]
+    at_one = [f if f.m == 1 else _form(layer, f.order, 1, times[1], "predicted") for f in chosen]  # NB: equal at m 1
     return decide(chosen, at_one, opts), chosen, times
 
 
-def _predict_ahead(layers: Sequence[ConvLayer], profile: DeviceProfile, opts: RecommendOptions, memo: _Memo) -> None:
-    """Fill ``memo`` with the forms of every (shape, m) ``_predicted`` will ask for, in one batch (numpy per fit)."""
-    wanted: dict[tuple[ConvShape, int], None] = {}
-    for layer in layers:
-        shape = ConvShape.from_layer(layer, opts.memory_format)
-        for m in {1, *(_energy_m(layer, o, opts) for o in LAYER_ORDERS)}:
-            wanted.setdefault((shape, m), None)
-    todo = [key for key in wanted if key not in memo]
+def _plan(layer: ConvLayer, opts: RecommendOptions) -> tuple[dict[str, int], ConvShape]:
+    """(the m per order ``_predicted`` weighs, the layer's shape)."""
+    return {o: _energy_m(layer, o, opts) for o in LAYER_ORDERS}, ConvShape.from_layer(layer, opts.memory_format)
+
+
+def _predict_ahead(profile: DeviceProfile, wanted: Sequence[tuple[ConvShape, int]], memo: _Memo) -> None:
+    """Fill ``memo`` (as ``_forms`` does) for each (shape, m) at once: one array batch per fit, not one per shape."""
+    todo = [key for key in dict.fromkeys(wanted) if key not in memo]
     memo.update(zip(todo, predict_forms_many(profile, todo, cache=memo), strict=True))
+
+
+def _replaced(layer: ConvLayer, **changes: Any) -> ConvLayer:
+    """``dataclasses.replace(layer, **changes)`` made as ``copy.copy`` makes a copy (no ``__init__``): 1/6 the cost.
+
+    NB: the same record as long as ConvLayer's fields are all init fields and it has no ``__post_init__``
+    (tests/test_analysis_recommend.py checks both).
+    """
+    new = object.__new__(type(layer))
+    new.__dict__.update(vars(layer), **changes)
+    return new
 
 
 def _forms(profile: DeviceProfile, shape: ConvShape, m: int, memo: _Memo) -> dict[str, float]:

@@ -16,13 +16,13 @@ pays for 16 (version 2; measured: the smooth channel term alone left 3-channel d
 large maps +0.14 to +0.43 in log time and 16-32-channel ones -0.25). The MAC rate is further lowered
 for a short reduction ``c`` (channels per group: the 3-channel stems) and few output pixels ``P``
 (N·∏output; too little work to split), and the byte rate for tensors that outgrow the caches.
-``bytes`` = input + output + weight bytes. What the
-roofline misses (a kernel library's choice of algorithm for one region of shapes: NCHW 3-channel convs,
-channels_last convs on 7×7 maps) is corrected from the residuals of the measured shapes nearby
-(``RooflineFit.correction``). ``calibrate.calibrate`` fits it on this machine; without that,
-:func:`default_profile` is a conservative built-in one (see there). A separable form is predicted as
-its two convs, times the profile's ``sequence_factor`` (measured: two convs in a row take longer than
-the two alone, by ~1.2× at 0.1-0.5 ms: the intermediate tensor, the module call).
+``bytes`` = input + output + weight bytes. What the roofline misses (a kernel library's choice of
+algorithm for one region of shapes: NCHW 3-channel convs, channels_last convs on 7×7 maps) is corrected
+from the residuals of the measured shapes nearby (``RooflineFit.correction``, one array batch per fit).
+``calibrate.calibrate`` fits it on this machine; without that, :func:`default_profile` is a conservative
+built-in one (see there). A separable form is predicted as its two convs, times the profile's
+``sequence_factor`` (measured: two convs in a row take longer than the two alone, by ~1.2× at 0.1-0.5 ms:
+the intermediate tensor, the module call).
 
 The profile is keyed by CPU model, torch version, thread count and device, and versioned
 (``PROFILE_VERSION``); ``load_profile`` returns None for a missing or stale cache file.
@@ -236,17 +236,17 @@ class RooflineFit:
             return [0.0] * len(ats)
         import numpy as np  # NB: here, not at the top: an uncalibrated profile (no residuals) never needs it
 
-        at, table, n = np.array(ats, dtype=np.float64), self._residual_table, len(ats[0])
-        w = np.exp(-((at[:, None, :] - table[None, :, :n]) ** 2).sum(axis=2) / (2 * RESIDUAL_WIDTH**2))
-        # NB: not w @ residuals: BLAS may sum a row in another order in another batch (and predict it differently)
-        return ((w * table[:, n]).sum(axis=1) / (w.sum(axis=1) + RESIDUAL_SHRINK)).tolist()
+        at, columns = np.array(ats, dtype=np.float64).T, self._residual_columns
+        # NB: a 2-d array per feature (3x faster than a 3-d sum); no w @ residuals: BLAS may sum in another order
+        w = np.exp(-sum((at[j, :, None] - columns[j]) ** 2 for j in range(len(at))) / (2 * RESIDUAL_WIDTH**2))
+        return ((w * columns[len(at)]).sum(axis=1) / (w.sum(axis=1) + RESIDUAL_SHRINK)).tolist()
 
     @functools.cached_property
-    def _residual_table(self) -> Any:
-        """``residuals`` as a float64 array, built once per fit (it is frozen; ``cached_property`` bypasses that)."""
+    def _residual_columns(self) -> Any:
+        """``residuals`` as float64 columns, built once per fit (it is frozen; ``cached_property`` bypasses that)."""
         import numpy as np
 
-        return np.array(self.residuals, dtype=np.float64)
+        return np.array(self.residuals, dtype=np.float64).T.copy()
 
 
 #: The residual correction's kernel width and shrinkage (``RooflineFit.correction``).
