@@ -229,3 +229,98 @@ def test_a_schema_1_0_document_reads_as_found() -> None:
 def test_conversion_options_carry_the_mode() -> None:
     assert ConversionOptions().settings()["mode"] == "eval"
     assert ConversionOptions(train_mode=True).settings()["mode"] == "train"
+
+
+# ---------------------------------------------------------------- untouched: whatever the block does is undone
+
+
+def _everything(model: nn.Module) -> list:
+    """Each module's attributes (by identity, in order), the contents of each table in it, and buffer values."""
+    out: list = []
+    for m in model.modules():
+        out.append(sorted((k, id(v)) for k, v in vars(m).items()))  # NB: a deleted attribute comes back last
+        out.append(
+            [
+                (k, list(v.items()) if isinstance(v, dict) else sorted(v))
+                for k, v in vars(m).items()
+                if isinstance(v, (dict, set))
+            ]
+        )
+        out.append([(k, b.clone()) for k, b in m._buffers.items() if b is not None])
+    return out
+
+
+def _assert_same(before: list, after: list) -> None:
+    assert len(before) == len(after)
+    for b, a in zip(before, after, strict=True):
+        if b and isinstance(b[0][1], torch.Tensor):
+            assert [k for k, _ in b] == [k for k, _ in a]
+            assert all(torch.equal(x, y) and x.dtype == y.dtype for (_, x), (_, y) in zip(b, a, strict=True))
+        else:
+            assert b == a
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "nothing",
+        "new attribute",
+        "replaced attribute",
+        "deleted attribute",
+        "new __dict__",
+        "hook",
+        "hook order",
+        "module order",
+        "new buffer",
+        "non-persistent",
+        "buffer in place",
+        "buffer through .data",
+        "parameter swap",
+        "custom table",
+    ],
+)
+def test_untouched_undoes_each_change(change: str) -> None:
+    from collections import OrderedDict
+
+    from convaudit.analysis.guard import untouched
+
+    torch.manual_seed(0)
+    model = Harmable()
+    model.conv.register_forward_hook(lambda *a: None)
+    model.conv.register_forward_hook(lambda *a: None)
+    model.table = OrderedDict(a=1, b=2)  # a user's own dict attribute: a table like torch's
+    before = _everything(model)
+    tables = (model.conv._forward_hooks, model._modules, model.bn._buffers, model.table)
+    with untouched(model):
+        bn, conv = model.bn, model.conv
+        if change == "new attribute":
+            model.calls = 1
+        elif change == "replaced attribute":
+            object.__setattr__(conv, "stride", (2, 2))
+        elif change == "deleted attribute":
+            del conv.__dict__["padding"]
+        elif change == "new __dict__":
+            conv.__dict__ = {**conv.__dict__, "extra": 1}
+        elif change == "hook":
+            bn.register_forward_pre_hook(lambda *a: None)
+        elif change == "hook order":
+            conv._forward_hooks.move_to_end(next(iter(conv._forward_hooks)))
+        elif change == "module order":
+            model._modules["conv"] = model._modules.pop("conv")
+        elif change == "new buffer":
+            bn.register_buffer("extra", torch.ones(1))
+        elif change == "non-persistent":
+            bn._non_persistent_buffers_set.add("running_mean")
+        elif change == "buffer in place":
+            bn.running_mean.add_(1)
+            bn.num_batches_tracked += 1
+        elif change == "buffer through .data":  # no version counter sees this one
+            bn.running_var.data.mul_(3)
+        elif change == "parameter swap":
+            conv._parameters["weight"] = nn.Parameter(torch.zeros_like(conv.weight))
+        elif change == "custom table":
+            model.table.move_to_end("a")
+    _assert_same(before, _everything(model))
+    assert (model.conv._forward_hooks, model._modules, model.bn._buffers, model.table) == tables
+    now = (model.conv._forward_hooks, model._modules, model.bn._buffers, model.table)
+    assert all(a is b for a, b in zip(tables, now, strict=True))  # the same objects, refilled
