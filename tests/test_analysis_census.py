@@ -94,3 +94,56 @@ def test_when_the_census_disagrees_the_fake_forward_decides(monkeypatch: pytest.
     monkeypatch.setattr(paths, "run_fake", lambda *a, **k: ran.append(1) or real(*a, **k))
     a = convaudit.analyze(forwards.ProxyBranch(), input_shape=(1, 3, 8, 8))
     assert a.trace_path == "hooks" and ran == [1]
+
+
+class Keywords(nn.Module):
+    """Submodules called with keywords named like the census's own arguments, and one the user compiled."""
+
+    class Scaled(nn.Conv2d):
+        def forward(self, x: torch.Tensor, module: float = 1.0, original: float = 1.0, name: str = "") -> torch.Tensor:
+            return super().forward(x) * module * original
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = self.Scaled(3, 4, 3)
+        self.compiled = nn.Conv2d(4, 4, 1)
+        self.compiled_calls = 0
+
+        def compiled(*args: object, **kwargs: object) -> object:  # what Module.compile leaves on the instance
+            self.compiled_calls += 1
+            return self.compiled._call_impl(*args, **kwargs)
+
+        self.compiled._compiled_call_impl = compiled
+        self.register_buffer("bias", torch.zeros(1, 4, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x, module=2.0, original=0.5, name="n")
+        return self.compiled(y) + self.bias  # broadcast: the census's own shape rule
+
+
+def test_keywords_and_a_compiled_module_are_counted_and_left_as_found() -> None:
+    model = Keywords().eval()
+    x = torch.randn(1, 3, 8, 8)
+    prior = model.compiled._compiled_call_impl
+    before = state_of(model)
+    census = conv_census(model, (x,), {})
+    assert_as_found(before, model)
+    assert model.compiled._compiled_call_impl is prior and "_compiled_call_impl" not in vars(model.conv)
+    assert census == real_conv_calls(model, x) == Counter({"conv": 1, "compiled": 1})
+
+
+@pytest.mark.parametrize(
+    "a,b", [((2, 3), (2, 3)), ((2, 1), (1, 3)), ((4, 1, 3), (3,)), ((), (2, 2)), ((0, 1), (1, 5)), ((2, 3), (3, 2))]
+)
+def test_broadcasting_is_torchs(a: tuple, b: tuple) -> None:
+    from convaudit.analysis.census import _broadcast
+
+    try:
+        expected: object = tuple(torch.broadcast_shapes(a, b))
+    except RuntimeError:
+        expected = RuntimeError
+    try:
+        got: object = _broadcast(a, b)
+    except RuntimeError:
+        got = RuntimeError
+    assert got == expected

@@ -15,6 +15,7 @@ None, and the fake-tensor forward decides.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -43,7 +44,8 @@ def conv_census(
     ``named``: ``list(model.named_modules())`` when the caller has it.
     """
     modules = list(model.named_modules()) if named is None else named  # each module once, under its first name
-    convs = {id(m): n for n, m in modules if is_conv_module(m)}
+    kinds: dict[type, bool] = {}  #: is_conv_module by type (it reads the type only), looked up once
+    convs = {id(m): n for n, m in modules if _is_conv(m, kinds)}
     counts: Counter[str] = Counter()
     rules: dict[type, Any] = {}  #: shape rules by module type, looked up once
     meta_args, meta_kwargs = tree_map(lambda t: _meta_like(t) if isinstance(t, torch.Tensor) else t, (args, kwargs))
@@ -51,13 +53,21 @@ def conv_census(
         with (
             torch.no_grad(),
             _meta_weights([m for _, m in modules], rules),
-            _module_shortcuts(convs, counts, rules),
+            _module_shortcuts([m for _, m in modules], convs, counts, rules),
             _MetaShortcuts(),
         ):
             model(*meta_args, **meta_kwargs)
     except Exception:  # NB: device-bound or data-dependent code: the fake forward tells instead
         return None
     return counts
+
+
+def _is_conv(module: nn.Module, kinds: dict[type, bool]) -> bool:
+    kind = type(module)
+    known = kinds.get(kind)
+    if known is None:
+        known = kinds[kind] = is_conv_module(module)
+    return known
 
 
 def _rule_of(module: nn.Module, rules: dict[type, Any]) -> Any:
@@ -68,32 +78,58 @@ def _rule_of(module: nn.Module, rules: dict[type, Any]) -> Any:
     return rules[kind]
 
 
-@contextlib.contextmanager
-def _module_shortcuts(convs: dict[int, str], counts: Counter[str], rules: dict[type, Any]) -> Iterator[None]:
-    """``nn.Module.__call__`` for the block: counts conv modules; a module with a shape rule returns an empty
-    output of that shape at a meta input, without running (torch.fx's tracer patches the same method)."""
-    original = nn.Module.__call__
+#: What ``nn.Module.__call__`` (``_wrapped_call_impl``) calls instead of ``_call_impl`` when a module holds one.
+_CALL = "_compiled_call_impl"
 
-    def call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        name = convs.get(id(module))
+
+@contextlib.contextmanager
+def _module_shortcuts(
+    modules: list[nn.Module], convs: dict[int, str], counts: Counter[str], rules: dict[type, Any]
+) -> Iterator[None]:
+    """For the block, a call of a conv module is counted, and a module with a shape rule returns an empty output
+    of that shape at a meta input, without running.
+
+    NB: through each such module's own ``_compiled_call_impl`` (as ``Module.compile`` sets it), not by patching
+    ``nn.Module.__call__`` as torch.fx's tracer does: setting a class attribute there invalidates the attribute
+    cache of every module class loaded (a thousand and more), twice, and every lookup after pays to refill it.
+    The other modules run their own call, without a detour.
+    """
+
+    def call(module: nn.Module, original: Any, name: str | None, rule: Any, /, *args: Any, **kwargs: Any) -> Any:
         if name is not None:
             counts[name] += 1
-        x = args[0] if len(args) == 1 and not kwargs else None
-        rule = _rule_of(module, rules) if type(x) is torch.Tensor else None
-        if rule is not None:
-            with torch._C.DisableTorchFunction():  # the rule reads sizes: no detour through _MetaShortcuts
-                try:
-                    if x.is_meta:  # type: ignore[union-attr]
-                        return _empty(tuple(rule(module, args, kwargs)), x.dtype)  # type: ignore[union-attr]
-                except (NoRule, ShapeMismatch):
-                    pass  # its own forward, on meta tensors, says what is wrong
-        return original(module, *args, **kwargs)
+        if rule is not None and len(args) == 1 and not kwargs:
+            x = args[0]
+            if type(x) is torch.Tensor:
+                with torch._C.DisableTorchFunction():  # the rule reads sizes: no detour through _MetaShortcuts
+                    try:
+                        if x.is_meta:
+                            return _empty(tuple(rule(module, args, kwargs)), x.dtype)
+                    except (NoRule, ShapeMismatch):
+                        pass  # its own forward, on meta tensors, says what is wrong
+        return original(*args, **kwargs)
 
-    nn.Module.__call__ = call  # type: ignore[method-assign]
+    patched: list[tuple[dict[str, Any], Any]] = []
     try:
+        for module in modules:
+            name, rule = convs.get(id(module)), _rule_of(module, rules)
+            if name is None and rule is None:
+                continue
+            own = vars(module)
+            prior = own.get(_CALL, _MISSING)
+            original = prior if prior is not _MISSING and prior is not None else module._call_impl
+            own[_CALL] = functools.partial(call, module, original, name, rule)
+            patched.append((own, prior))
         yield
     finally:
-        nn.Module.__call__ = original  # type: ignore[method-assign]
+        for own, prior in reversed(patched):
+            if prior is _MISSING:
+                own.pop(_CALL, None)
+            else:
+                own[_CALL] = prior
+
+
+_MISSING = object()
 
 
 @contextlib.contextmanager
@@ -130,18 +166,17 @@ def _meta_weights(modules: list[nn.Module], rules: dict[type, Any]) -> Iterator[
             table[key] = tensor
 
 
+_META = torch.device("meta")  # NB: a device object: the string is parsed at every call
+
+
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
     """A meta tensor of ``t``'s size, strides and dtype (``empty_like`` on meta runs a Python reference)."""
-    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="meta")
+    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=_META)
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """A contiguous meta tensor."""
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(size, 1)
-    return torch.empty_strided(shape, strides[::-1], dtype=dtype, device="meta")
+    return torch.empty(shape, dtype=dtype, device=_META)
 
 
 #: Functions whose output has their (meta) input's shape and dtype: norms, activations, dropout.
@@ -217,8 +252,7 @@ def _shortcut(func: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> torch.Te
     if func in _BROADCAST and len(args) == 2 and not kwargs:
         other = args[1]
         if isinstance(other, torch.Tensor) and other.is_meta:
-            shape = torch.broadcast_shapes(x.shape, other.shape)
-            return _empty(tuple(shape), torch.promote_types(x.dtype, other.dtype))
+            return _empty(_broadcast(tuple(x.shape), tuple(other.shape)), torch.promote_types(x.dtype, other.dtype))
         if isinstance(other, (int, float)) and not isinstance(other, bool) and x.is_floating_point():
             return _meta_like(x)
         return None
@@ -243,6 +277,22 @@ def _shortcut(func: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> torch.Te
     if min(spatial, default=1) <= 0:
         return None
     return _empty((x.shape[0], w.shape[0], *spatial), x.dtype)
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """``torch.broadcast_shapes`` of two sizes (which runs 20 us of Python references: more than the op's meta)."""
+    if a == b:
+        return a
+    n = max(len(a), len(b))
+    out = []
+    for i, j in zip((1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b, strict=True):
+        if i == j or j == 1:
+            out.append(i)
+        elif i == 1:
+            out.append(j)
+        else:
+            raise RuntimeError(f"the sizes {a} and {b} do not broadcast")
+    return tuple(out)
 
 
 def _by_rule(func: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor | None:
