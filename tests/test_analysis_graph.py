@@ -174,3 +174,51 @@ def test_names_cannot_escape_the_page() -> None:
     assert {EVIL, f"{EVIL}.{EVIL}", f"{EVIL}.<b>&amp;"} <= names
     assert page.count("<script>alert(1)") == 0
     assert graph_data(a)["graph"] == json.loads(block.group(1))["graph"]
+
+
+# ---------------------------------------------------------------- the fast paths, against networkx and the constructors
+
+
+def test_build_graph_fills_the_tables_as_networkx_would() -> None:
+    """Oracle: the same nodes and edges added by networkx's own add_node/add_edge, in graph order."""
+    traced = trace(Blocks())
+    fast = build_graph(traced.graph, {}, {})
+    slow = nx.DiGraph()
+    for node in traced.graph.nodes:
+        if node.op != "get_attr":
+            slow.add_node(node.name, **fast.nodes[node.name])
+            for src in node.all_input_nodes:
+                if src.op != "get_attr":
+                    slow.add_edge(src.name, node.name)
+    assert list(fast.nodes(data=True)) == list(slow.nodes(data=True))
+    assert list(fast.edges) == list(slow.edges)
+    assert [list(p) for p in fast.pred.values()] == [list(p) for p in slow.pred.values()]
+    assert all(fast.succ[a][b] is fast.pred[b][a] for a, b in fast.edges)  # one data dict per edge, as add_edge
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_layout_is_networkx_topological_sort_and_longest_paths(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    g = nx.DiGraph()
+    names = [f"n{i}" for i in range(40)]
+    rng.shuffle(names)  # node order unlike any topological order
+    for n in names:
+        g.add_node(n, op="call_function", label=n, macs=1, conv=None, stack=())
+    for i in range(40):
+        for j in range(i + 1, 40):
+            if rng.random() < 0.1:
+                g.add_edge(f"n{i}", f"n{j}")
+    view = graph_view(g)
+    order = list(nx.topological_sort(g))
+    assert [n.id for n in view.nodes] == order
+    longest = {
+        n: max((len(p) - 1 for s in g if not g.in_degree(s) for p in nx.all_simple_paths(g, s, n)), default=0)
+        for n in g
+    }
+    assert {n.id: n.depth for n in view.nodes} == {n: 0 if not g.in_degree(n) else longest[n] for n in g}
+    assert view.edges == tuple(g.edges)
+    g.add_edge(order[-1], order[0])
+    with pytest.raises(nx.NetworkXUnfeasible):
+        graph_view(g)

@@ -25,30 +25,48 @@ Stack = tuple[tuple[str, str], ...]
 
 
 def build_graph(graph: torch.fx.Graph, macs: dict[str, int], convs: dict[str, str]) -> nx.DiGraph:
-    """nx.DiGraph of the fx graph without get_attr nodes; attributes: op, label, macs, conv, stack, type."""
+    """nx.DiGraph of the fx graph without get_attr nodes; attributes: op, label, macs, conv, stack, type.
+
+    NB: written straight into the DiGraph's own tables (``_node``, ``_succ``, ``_pred``), as ``add_node`` and
+    ``add_edge`` would (same orders, one attribute dict per node, one data dict per edge shared by both
+    directions), without their per-call checks: those cost more than the rest of the graph view.
+    """
     g = nx.DiGraph()
+    table, succ, pred = g._node, g._succ, g._pred
     names: dict[Any, str] = {}  # class → qualified name: every node repeats its containers' classes
+    pairs: dict[int, tuple[Any, Any, tuple[str, str]]] = {}  # see _stack
     for node in graph.nodes:
-        if node.op == "get_attr":
+        op = node.op
+        if op == "get_attr":
             continue
-        label = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-        stack = _stack(node, names)
+        target = node.target
+        label = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+        stack = _stack(node, names, pairs)
         own = ""
-        if node.op == "call_module":  # the module itself is a leaf of the tree, not a container
-            own = stack[-1][1] if stack else _module_type(graph, str(node.target))
+        if op == "call_module":  # the module itself is a leaf of the tree, not a container
+            own = stack[-1][1] if stack else _module_type(graph, str(target))
             stack = stack[:-1]
-        g.add_node(
-            node.name,
-            op=node.op,
-            label=str(label),
-            macs=macs.get(node.name, 0),
-            conv=convs.get(node.name),
-            stack=stack,
-            type=own,
-        )
+        name = node.name
+        attributes = {
+            "op": op,
+            "label": str(label),
+            "macs": macs.get(name, 0),
+            "conv": convs.get(name),
+            "stack": stack,
+            "type": own,
+        }
+        if name in table:  # already an edge's end (a graph out of order): add_node updates it
+            table[name].update(attributes)
+        else:
+            table[name], succ[name], pred[name] = attributes, {}, {}
         for src in node.all_input_nodes:
-            if src.op != "get_attr":
-                g.add_edge(src.name, node.name)
+            if src.op == "get_attr":
+                continue
+            source = src.name
+            if source not in table:  # add_edge adds its ends
+                table[source], succ[source], pred[source] = {}, {}, {}
+            if name not in succ[source]:
+                succ[source][name] = pred[name][source] = {}
     return g
 
 
@@ -60,17 +78,17 @@ def graph_view(g: nx.DiGraph, max_nodes: int = MAX_DRAWN_NODES) -> GraphView:
     truncated = g.number_of_nodes() > max_nodes
     if truncated:
         g = _collapsed(g, max_nodes) or _contract(g, [n for n, d in g.nodes(data=True) if _kept_when_flat(d)])
-    order = list(nx.topological_sort(g))
-    depth: dict[str, int] = {}
-    for node in order:
-        depth[node] = max((depth[p] + 1 for p in g.predecessors(node)), default=0)
+    order, depth = _layers(g)
     lanes: dict[int, int] = {}
     nodes = []
+    table = g._node  # NB: not g.nodes, whose every lookup is a Python call
     for node in order:
-        d = g.nodes[node]
-        lane = lanes.get(depth[node], 0)
-        lanes[depth[node]] = lane + 1
+        d = table[node]
+        layer = depth[node]
+        lane = lanes.get(layer, 0)
+        lanes[layer] = lane + 1
         stack = d.get("stack", ())
+        module = stack[-1][0] if stack else ""
         nodes.append(
             GraphNode(
                 id=node,
@@ -78,32 +96,73 @@ def graph_view(g: nx.DiGraph, max_nodes: int = MAX_DRAWN_NODES) -> GraphView:
                 label=d["label"],
                 macs=d["macs"],
                 conv=d["conv"],
-                depth=depth[node],
+                depth=layer,
                 lane=lane,
-                module=stack[-1][0] if stack else "",
+                module=module,
                 type=d.get("type", ""),
             )
         )
     edges = tuple((a, b) for a, b in g.edges)
-    return GraphView(nodes=tuple(nodes), edges=edges, truncated=truncated, modules=_modules(g.nodes[n] for n in order))
+    return GraphView(nodes=tuple(nodes), edges=edges, truncated=truncated, modules=_modules(table[n] for n in order))
 
 
-def _stack(node: torch.fx.Node, names: dict[Any, str]) -> Stack:
+def _layers(g: nx.DiGraph) -> tuple[list[Any], dict[Any, int]]:
+    """``nx.topological_sort``'s order, and each node's depth (the longest path from an input to it).
+
+    NB: the sort runs by generations (Kahn's algorithm), and a node's generation is its depth: both in one pass
+    over the DiGraph's tables, as the sort itself walks them.
+    """
+    if g.is_multigraph():
+        order = list(nx.topological_sort(g))
+        depth: dict[Any, int] = {}
+        for node in order:
+            depth[node] = max((depth[p] + 1 for p in g.predecessors(node)), default=0)
+        return order, depth
+    succ, pred = g._succ, g._pred
+    waiting = {v: len(pred[v]) for v in succ if pred[v]}
+    generation = [v for v in succ if not pred[v]]
+    order, depth, level = [], {}, 0
+    while generation:
+        order += generation
+        depth.update(dict.fromkeys(generation, level))
+        after = []
+        for node in generation:
+            for child in succ[node]:
+                waiting[child] -= 1
+                if not waiting[child]:
+                    after.append(child)
+                    del waiting[child]
+        generation, level = after, level + 1
+    if waiting:
+        raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
+    return order, depth
+
+
+def _stack(node: torch.fx.Node, names: dict[Any, str], pairs: dict[int, tuple[Any, Any, tuple[str, str]]]) -> Stack:
     """The containers a node runs in, from the tracer's ``nn_module_stack`` (empty when it recorded none).
 
-    ``names``: the qualified name of each class seen so far (filled in here).
+    ``names``: the qualified name of each class seen so far; ``pairs``: each entry's (key, class name) by the
+    id of its value (both filled in). NB: the tracer copies one stack into every node, so nodes share their
+    entries' objects; kept alive here, checked by identity, an entry is read once.
     """
     out = []
     for key, value in (node.meta.get("nn_module_stack") or {}).items():
-        cls = value[1] if isinstance(value, tuple) and len(value) > 1 else None
-        try:
-            name = names[cls]
-        except KeyError:
-            name = names[cls] = f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else str(cls or "")
-        except TypeError:  # an unhashable entry
-            name = str(cls or "")
-        out.append((str(key), name))
+        known = pairs.get(id(value))
+        if known is None or known[0] is not key or known[1] is not value:
+            known = pairs[id(value)] = (key, value, _container(key, value, names))
+        out.append(known[2])
     return tuple(out)
+
+
+def _container(key: Any, value: Any, names: dict[Any, str]) -> tuple[str, str]:
+    cls = value[1] if isinstance(value, tuple) and len(value) > 1 else None
+    try:
+        name = names[cls]
+    except KeyError:
+        name = names[cls] = f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else str(cls or "")
+    except TypeError:  # an unhashable entry
+        name = str(cls or "")
+    return (str(key), name)
 
 
 def _module_type(graph: torch.fx.Graph, target: str) -> str:
@@ -119,10 +178,12 @@ def _modules(nodes: Iterable[dict[str, Any]]) -> tuple[GraphModule, ...]:
     """Every container the nodes run in, parents first, with the MACs and node count inside it."""
     seen: dict[str, list[Any]] = {}  # key -> [type, parent, macs, nodes]
     for d in nodes:
-        parent = ""
+        parent, macs = "", d["macs"]
         for key, cls in d.get("stack", ()):
-            entry = seen.setdefault(key, [cls, parent, 0, 0])
-            entry[2] += d["macs"]
+            entry = seen.get(key)
+            if entry is None:
+                entry = seen[key] = [cls, parent, 0, 0]
+            entry[2] += macs
             entry[3] += 1
             parent = key
     return tuple(GraphModule(path=k, type=t, parent=p, macs=m, nodes=n) for k, (t, p, m, n) in seen.items())
