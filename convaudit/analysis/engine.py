@@ -35,7 +35,7 @@ from convaudit.documents.records import Analysis, ConvLayer
 from convaudit.errors import ConvauditError
 from convaudit.options import AnalysisOptions, options_from
 from convaudit.sources.inputs import flat_tensors, floating_dtype, normalize_inputs
-from convaudit.sources.locations import definition_of, display_path, parameter_definition
+from convaudit.sources.locations import Locator, display_path
 from convaudit.vocab import Mode, TracePath
 
 __all__ = ["analyze"]
@@ -126,9 +126,8 @@ def _analyze(
     seen = see(model, args, kwargs, options)  # fx, else the forward under fake tensors, else for real
     calls, path, note, traced, extra_aten = seen.calls, seen.path, seen.note, seen.traced, seen.aten or []
 
-    layers = conv_layers(
-        calls, model, lambda name: definition_of(model, name), lambda target: parameter_definition(model, target)
-    )
+    locator = Locator(model)  # as the model's code left it; made here, used up here
+    layers = conv_layers(calls, model, locator.definition, locator.parameter)
     if options.separability:
         layers = [_with_separability(model, layer) for layer in layers]
     if path is TracePath.FX:

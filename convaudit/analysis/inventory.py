@@ -15,7 +15,6 @@ from convaudit.analysis.adapters import STANDARD_CONV_TYPES, ConvSpec, is_conv_m
 from convaudit.analysis.propagation import Call
 from convaudit.analysis.rules.costs import CONV_FUNCTIONS, functional_conv_args
 from convaudit.analysis.rules.formulas import (
-    SeparableFigures,
     conv_bytes,
     conv_macs,
     dw_pw_cost,
@@ -116,10 +115,11 @@ def build_layer(
     elif not spec.weight_is_parameter and reason is None:
         reason = "weight is computed in forward, not a parameter: cannot be rewritten"
     if reason is None:
-        separable = _separable(spec, calls, itemsize, macs)
-        if separable.dw_pw.macs >= macs:
-            reason = f"no savings: depthwise→pointwise would cost {separable.dw_pw.macs:,} MACs vs {macs:,}"
-            separable = None
+        dw_pw = _cost(spec, calls, itemsize, macs, Order.DW_PW, 1)
+        if dw_pw.macs >= macs:  # the other forms are not worth computing
+            reason = f"no savings: depthwise→pointwise would cost {dw_pw.macs:,} MACs vs {macs:,}"
+        else:
+            separable = _separable(spec, calls, itemsize, macs, dw_pw)
     first_in, first_out = calls[0][0], calls[0][1]
     return ConvLayer(
         name=name,
@@ -168,35 +168,45 @@ _DW_PW_FORMULA = "N·∏out·Cin·m·(∏k + Cout/g)"
 _PW_DW_FORMULA = "N·(∏in·Cin·Cout/g + ∏out·Cout·∏k)"
 
 
-def _separable(spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: int, macs: int) -> Separable:
+def _separable(
+    spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: int, macs: int, dw_pw: SeparableCost
+) -> Separable:
+    """The three forms of a candidate whose depthwise→pointwise form at m = 1 is ``dw_pw``."""
+    exact = exact_multiplier(spec.in_channels, spec.out_channels, spec.groups, spec.kernel_size, Order.DW_PW)
+    # at m = 1 the exact form is dw_pw itself (same figures; records are frozen, so it may be shared)
+    dw_pw_exact = dw_pw if exact == 1 else _cost(spec, calls, itemsize, macs, Order.DW_PW, exact)
+    return Separable(dw_pw=dw_pw, pw_dw=_cost(spec, calls, itemsize, macs, Order.PW_DW, 1), dw_pw_exact=dw_pw_exact)
+
+
+def _cost(
+    spec: ConvSpec, calls: list[tuple[Shape, Shape, int]], itemsize: int, macs: int, order: Order, m: int
+) -> SeparableCost:
+    """One separable form of the conv at multiplier ``m``, summed over its calls."""
     ci, co, g, k, b = spec.in_channels, spec.out_channels, spec.groups, spec.kernel_size, spec.bias
-
-    def total(order: Order, m: int) -> SeparableCost:
-        figs: list[SeparableFigures] = [
-            dw_pw_cost(i, o, ci, co, g, k, m, b, itemsize)
-            if order is Order.DW_PW
-            else pw_dw_cost(i, o, ci, co, g, k, b, itemsize)
-            for i, o, _ in calls
-        ]
-        first = figs[0]
-        dw_macs, pw_macs = sum(f.dw_macs for f in figs), sum(f.pw_macs for f in figs)
-        return SeparableCost(
-            order=order,
-            multiplier=m,
-            params=first.params,
-            macs=dw_macs + pw_macs,
-            bytes=sum(f.bytes for f in figs),
-            dw_params=first.dw_params,
-            pw_params=first.pw_params,
-            dw_macs=dw_macs,
-            pw_macs=pw_macs,
-            params_ratio=first.params / spec.params if spec.params else 0.0,
-            macs_ratio=(dw_macs + pw_macs) / macs if macs else 0.0,
-            formula=_DW_PW_FORMULA if order is Order.DW_PW else _PW_DW_FORMULA,
-        )
-
-    exact = exact_multiplier(ci, co, g, k, Order.DW_PW)
-    return Separable(dw_pw=total(Order.DW_PW, 1), pw_dw=total(Order.PW_DW, 1), dw_pw_exact=total(Order.DW_PW, exact))
+    if order is Order.DW_PW:
+        figs = [dw_pw_cost(i, o, ci, co, g, k, m, b, itemsize) for i, o, _ in calls]
+    else:
+        figs = [pw_dw_cost(i, o, ci, co, g, k, b, itemsize) for i, o, _ in calls]
+    first = figs[0]
+    if len(figs) == 1:  # most convs run once: no sums to make
+        dw_macs, pw_macs, moved = first.dw_macs, first.pw_macs, first.bytes
+    else:
+        dw_macs, pw_macs, moved = sum(f.dw_macs for f in figs), sum(f.pw_macs for f in figs), sum(f.bytes for f in figs)
+    params = first.dw_params + first.pw_params
+    return SeparableCost(
+        order=order,
+        multiplier=m,
+        params=params,
+        macs=dw_macs + pw_macs,
+        bytes=moved,
+        dw_params=first.dw_params,
+        pw_params=first.pw_params,
+        dw_macs=dw_macs,
+        pw_macs=pw_macs,
+        params_ratio=params / spec.params if spec.params else 0.0,
+        macs_ratio=(dw_macs + pw_macs) / macs if macs else 0.0,
+        formula=_DW_PW_FORMULA if order is Order.DW_PW else _PW_DW_FORMULA,
+    )
 
 
 def call_macs(spec: ConvSpec, in_shape: Shape, out_shape: Shape) -> int:

@@ -27,7 +27,7 @@ from types import CodeType, FrameType
 
 import torch.nn as nn
 
-__all__ = ["definition_of", "display_location", "display_path", "parameter_definition", "record_definitions"]
+__all__ = ["Locator", "definition_of", "display_location", "display_path", "parameter_definition", "record_definitions"]
 
 _DEFINED: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 _TORCH = os.sep + "torch" + os.sep
@@ -83,12 +83,16 @@ def _display_path(path: str, cwd: str) -> str:
 
 def display_location(location: str | None) -> str | None:
     """``display_path`` of a ``file:line`` location (the line kept)."""
+    return _display_location(location, os.getcwd())
+
+
+def _display_location(location: str | None, cwd: str) -> str | None:
     if not location:
         return location
     path, sep, line = location.rpartition(":")
     if not sep or not line.isdigit():
-        return display_path(location)
-    return f"{display_path(path)}:{line}"
+        return _display_path(location, cwd)
+    return f"{_display_path(path, cwd)}:{line}"
 
 
 def _relative_to(path: str, root: str) -> str | None:
@@ -114,39 +118,93 @@ def _library_roots() -> tuple[str, ...]:
 
 def definition_of(root: nn.Module, qualified_name: str) -> str | None:
     """file:line where ``root.<qualified_name>`` was created, if it can be told (as :func:`display_path` shows it)."""
-    return display_location(_definition(root, qualified_name))
+    return Locator(root).definition(qualified_name)
 
 
 def parameter_definition(root: nn.Module, target: str) -> str | None:
     """file:line of ``self.<param> = ...`` in the owning module's class (a functional conv's weight)."""
-    owner_name, _, attr = target.rpartition(".")
-    return display_location(_attribute_definition(root, owner_name, attr))
+    return Locator(root).parameter(target)
 
 
-def _definition(root: nn.Module, qualified_name: str) -> str | None:
-    """The absolute file:line where ``root.<qualified_name>`` was created."""
-    try:
-        module = root.get_submodule(qualified_name)
-    except AttributeError:
-        return None
-    if module in _DEFINED:
-        return _DEFINED[module]
-    parent_name, _, attr = qualified_name.rpartition(".")
-    return _attribute_definition(root, parent_name, attr)
+class Locator:
+    """:func:`definition_of` and :func:`parameter_definition` of one model, for many of its layers at once.
 
+    Made once per analysis: the working directory is read once, and each module path is resolved once
+    (a model's convs share their parents). It remembers what it found, so it must not outlive a model
+    whose submodules change.
+    """
 
-def _attribute_definition(root: nn.Module, owner_name: str, attr: str) -> str | None:
-    """Where ``self.<attr>`` is assigned in the owner's ``__init__``; inside torch's own containers, where
-    the container itself was made; else the owner's ``__init__`` line."""
-    try:
-        owner = root.get_submodule(owner_name)
-    except AttributeError:
-        return None
-    init = _init_code(type(owner))
-    found = _assignment_in_init(init, attr) if init is not None else None
-    if owner_name and (found is None or _TORCH in found):  # e.g. inside an nn.Sequential: where was that made?
-        return _definition(root, owner_name) or found
-    return found or _init_line(type(owner))
+    def __init__(self, root: nn.Module) -> None:
+        self._root = root
+        self._cwd = os.getcwd()
+        # a model with its own get_submodule alone says what a name is; else a name resolves as in torch's
+        self._own_lookup = type(root).get_submodule is not nn.Module.get_submodule
+        self._modules: dict[str, nn.Module | None] = {"": root}
+        self._definitions: dict[str, str | None] = {}
+        self._shown: dict[str, str | None] = {}
+
+    def definition(self, qualified_name: str) -> str | None:
+        """As :func:`definition_of`."""
+        return self._show(self._definition(qualified_name))
+
+    def parameter(self, target: str) -> str | None:
+        """As :func:`parameter_definition`."""
+        owner_name, _, attr = target.rpartition(".")
+        return self._show(self._attribute_definition(owner_name, attr))
+
+    def _show(self, location: str | None) -> str | None:
+        if not location:
+            return location
+        if location not in self._shown:
+            self._shown[location] = _display_location(location, self._cwd)
+        return self._shown[location]
+
+    def _module(self, name: str) -> nn.Module | None:
+        """``root.get_submodule(name)``, None where that raises AttributeError; each prefix looked up once."""
+        if name in self._modules:
+            return self._modules[name]
+        parent_name, _, item = name.rpartition(".")
+        found: object = None
+        if self._own_lookup or not item or name.startswith(".") or ".." in name:  # odd names: torch says
+            try:
+                found = self._root.get_submodule(name)
+            except AttributeError:
+                found = None
+        else:
+            parent = self._module(parent_name)
+            if parent is not None:
+                # get_submodule's hasattr-then-getattr, in one getattr
+                found = getattr(parent, item, None)
+        module = found if isinstance(found, nn.Module) else None
+        self._modules[name] = module
+        return module
+
+    def _definition(self, qualified_name: str) -> str | None:
+        """The absolute file:line where ``root.<qualified_name>`` was created."""
+        if qualified_name in self._definitions:
+            return self._definitions[qualified_name]
+        module = self._module(qualified_name)
+        if module is None:
+            found = None
+        else:
+            found = _DEFINED.get(module)
+            if found is None:
+                parent_name, _, attr = qualified_name.rpartition(".")
+                found = self._attribute_definition(parent_name, attr)
+        self._definitions[qualified_name] = found
+        return found
+
+    def _attribute_definition(self, owner_name: str, attr: str) -> str | None:
+        """Where ``self.<attr>`` is assigned in the owner's ``__init__``; inside torch's own containers, where
+        the container itself was made; else the owner's ``__init__`` line."""
+        owner = self._module(owner_name)
+        if owner is None:
+            return None
+        init = _init_code(type(owner))
+        found = _assignment_in_init(init, attr) if init is not None else None
+        if owner_name and (found is None or _TORCH in found):  # e.g. inside an nn.Sequential: where was that made?
+            return self._definition(owner_name) or found
+        return found or _init_line(type(owner))
 
 
 def _init_code(cls: type[nn.Module]) -> CodeType | None:
