@@ -85,3 +85,33 @@ def test_the_tracer_finds_the_names_torch_fx_finds() -> None:
     assert ("get_attr", "0.shared", "()", "{}") in [node[:4] for node in ours]  # tied: its first name
     targets = [node[1] for node in ours if node[0] == "get_attr"]
     assert targets.count("0.mean") == 2 and "_tensor_constant0" in targets  # the new buffer; the old one, a constant
+
+
+class _WithArguments(nn.Module):
+    """Arguments of every kind the tracer takes as they are, in tuples and lists, and a dict and a slice."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([x, x * 0.5], dim=1).to(torch.float32).flatten(1, -1)[:, 1:None:2]
+        z = y.view((1, -1)).new_zeros((2, 3), dtype=torch.float64, device=torch.device("cpu"))
+        w = x.contiguous(memory_format=torch.contiguous_format).sum(dim=(2, 3), keepdim=True)
+        return torch.nn.functional.interpolate(w, scale_factor=2.0, mode="nearest") + z.sum() + {"a": y}["a"].sum()
+
+
+@pytest.mark.parametrize("name", ["googlenet", "mobilenet_v3_small", "shufflenet_v2_x0_5", "arguments"])
+def test_real_graphs_are_torch_fx_own(name: str) -> None:
+    """Oracle: the same model traced by torch.fx's own Tracer (conv leaves alike), node for node."""
+    import torchvision
+
+    model = (
+        _WithArguments()
+        if name == "arguments"
+        else getattr(torchvision.models, name)(
+            weights=None, **({"init_weights": False} if name == "googlenet" else {})
+        ).eval()
+    )
+
+    def graph(tracer: torch.fx.Tracer) -> list[tuple]:
+        nodes = tracer.trace(model).nodes
+        return [(n.op, str(n.target), repr(n.args), repr(n.kwargs), str(n.meta.get("nn_module_stack"))) for n in nodes]
+
+    assert graph(ConvTracer()) == graph(_ConvLeaves())

@@ -45,7 +45,7 @@ from convaudit.analysis.forward import (
     run_real,
     tensor_bytes,
 )
-from convaudit.analysis.propagation import AtenOp, Call, FakeContext, propagate_fx
+from convaudit.analysis.propagation import AtenOp, Call, FakeContext, map_tensors, propagate_fx
 from convaudit.analysis.tracing import Traced, trace
 from convaudit.errors import ConvauditError, ShapeError, TraceError
 from convaudit.options import AnalysisOptions
@@ -105,7 +105,8 @@ def _quiet(name: str) -> Iterator[None]:
 
 def _see(model: nn.Module, args: tuple, kwargs: Mapping[str, Any], options: AnalysisOptions) -> Seen:
     ctx = FakeContext(next((p.device for p in model.parameters()), torch.device("cpu")))
-    fake_args, fake_kwargs = ctx.to_fake(args), ctx.to_fake(kwargs)
+    # as the model's own tensors: meta stand-ins, made fake where an op must run on them (the fake forward's too)
+    fake_args, fake_kwargs = map_tensors(ctx.stand_in, args), map_tensors(ctx.stand_in, kwargs)
     forced = options.trace_path
     reasons: list[str] = [f"trace_path={forced!s} was asked for"] if forced not in (None, TracePath.FX) else []
     fx_error: ConvauditError | None = None

@@ -11,6 +11,7 @@ When the trace cannot be used, :mod:`convaudit.analysis.forward` runs the model'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,11 +87,15 @@ class FakeContext:
     """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
-        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
         self.device = torch.device(device)
         self._realized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._sources: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  #: id(stand-in) → (stand-in, tensor)
         self._stand_ins: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  #: id(tensor) → (tensor, stand-in)
+
+    @functools.cached_property
+    def mode(self) -> FakeTensorMode:
+        """The fake-tensor mode, made when first needed (a trace that cheap rules cover never needs one)."""
+        return FakeTensorMode(allow_non_fake_inputs=True)
 
     def to_fake(self, value: Any) -> Any:
         """Real tensors (nested) to fake tensors; meta tensors stay meta (nothing is allocated)."""

@@ -83,7 +83,17 @@ class ConvTracer(torch.fx.Tracer):
     def create_arg(self, a: Any) -> Any:
         """``Tracer.create_arg``: a parameter, buffer or submodule of the root becomes a get_attr node."""
         # NB: proxies, numbers and containers (nearly every argument) go straight on: isinstance(a, Parameter)
-        # runs a Python metaclass check, so it is asked of tensors only
+        # runs a Python metaclass check, so it is asked of tensors only; and the exact types below become
+        # what torch.fx makes of them without its chain of checks (a third of the trace)
+        kind = type(a)
+        if kind is torch.fx.Proxy:
+            return a.node
+        if kind in _AS_IS:
+            return a
+        if kind is tuple:
+            return tuple([self.create_arg(v) for v in a])
+        if kind is list:
+            return [self.create_arg(v) for v in a]
         root = self._root
         if isinstance(a, (torch.Tensor, nn.Module)) and root is not None:
             index = self._table(root)
@@ -99,6 +109,25 @@ class ConvTracer(torch.fx.Tracer):
         if self._index is None:
             self._index = _Index(root)
         return self._index
+
+
+#: Arguments that torch.fx puts into a graph as they are (its ``base_types`` but tensors, which may be the
+#: model's own, and the symbolic numbers, which are traced values).
+_AS_IS = frozenset(
+    [
+        str,
+        int,
+        float,
+        bool,
+        complex,
+        type(None),
+        type(...),
+        torch.dtype,
+        torch.device,
+        torch.memory_format,
+        torch.layout,
+    ]
+)
 
 
 class _Index:
