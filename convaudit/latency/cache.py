@@ -7,6 +7,7 @@ A profile is cached under ``$XDG_CACHE_HOME/convaudit`` (else ``~/.cache/convaud
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -20,6 +21,7 @@ from convaudit.latency.profile import DeviceProfile
 __all__ = ["cache_path", "cpu_model", "current_key", "load_profile", "save_profile"]
 
 
+@functools.cache  # NB: read once per process: every analysis asks (for its profile's key)
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo), else what ``platform`` says."""
     try:
