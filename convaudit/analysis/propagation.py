@@ -114,7 +114,7 @@ class FakeContext:
             return self.to_fake(value)
         hit = self._stand_ins.get(id(value))
         if hit is None or hit[0] is not value:
-            meta = torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device="meta")
+            meta = torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device=_META)
             hit = (value, meta)
             self._stand_ins[id(value)] = hit
             self._sources[id(meta)] = (meta, value)
@@ -122,11 +122,7 @@ class FakeContext:
 
     def meta(self, shape: Shape, dtype: torch.dtype) -> torch.Tensor:
         """A (contiguous) meta tensor of the given shape: a cheap rule's output."""
-        strides, step = [], 1
-        for size in reversed(shape):
-            strides.append(step)
-            step *= max(size, 1)
-        return torch.empty_strided(shape, strides[::-1], dtype=dtype, device="meta")
+        return torch.empty(shape, dtype=dtype, device=_META)
 
     def realize(self, value: Any) -> Any:
         """Meta tensors (nested) to fake tensors on the model's device, each once."""
@@ -151,6 +147,9 @@ class FakeContext:
         """A fake tensor of the given shape on the model's device (no storage)."""
         with self.mode:
             return torch.empty(shape, dtype=dtype, device=self.device)
+
+
+_META = torch.device("meta")  # NB: a device object: a string is parsed at every call
 
 
 def map_tensors(fn: Any, value: Any) -> Any:

@@ -190,6 +190,6 @@ class ConvAdapter:
             padding_mode=self.padding_mode(module),
             transposed=bool(getattr(module, "transposed", False)),
             custom=custom or self.custom,
-            params=sum(p.numel() for p in module.parameters(recurse=False)),
+            params=sum(p.numel() for p in {id(p): p for p in module._parameters.values() if p is not None}.values()),
             reason=self.reason(module),
         )
