@@ -162,6 +162,42 @@ def test_subclass_with_own_forward_is_not_its_base() -> None:
     assert MAC_RULES.lookup(Same(1, 1, 3)) is None
 
 
+def test_a_remembered_lookup_follows_registrations_and_patched_forwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Oracle: each answer is what a fresh registry with the same rules gives (a walk of the MRO)."""
+    from convaudit.analysis.rules import registry as registry_module
+
+    class Plain(nn.Conv2d):
+        pass
+
+    def fresh(rules: dict, module: nn.Module) -> object:
+        reg: Registry = Registry("fresh")
+        for key, rule in rules.items():
+            reg.register(key)(rule)
+        return reg.lookup_or_missing(module)
+
+    def conv_rule(call: object) -> int:
+        return 1
+
+    def plain_rule(call: object) -> int:
+        return 2
+
+    rules: dict = {nn.Conv2d: conv_rule}
+    reg: Registry = Registry("test")
+    reg.register(nn.Conv2d)(conv_rule)
+    plain = Plain(1, 1, 3)
+    assert reg.lookup_or_missing(plain) is fresh(rules, plain) is conv_rule
+    monkeypatch.setattr(Plain, "forward", lambda self, x: x)  # now its own forward: not its base
+    assert reg.lookup_or_missing(plain) is fresh(rules, plain) is registry_module.MISSING
+    reg.register(Plain)(plain_rule)
+    rules[Plain] = plain_rule
+    assert reg.lookup_or_missing(plain) is fresh(rules, plain) is plain_rule
+    monkeypatch.setattr(registry_module, "_MEMO_TYPES", 3)  # types come and go: the memo starts over
+    kinds = [type(f"Conv{i}", (nn.Conv2d,), {}) for i in range(7)]
+    for kind in kinds * 2:
+        assert reg.lookup_or_missing(kind(1, 1, 1)) is conv_rule
+    assert len(reg._by_type) <= 3
+
+
 def test_override_none_means_ignore() -> None:
     overrides = {nn.Linear: None}
     assert MAC_RULES.lookup(nn.Linear(2, 2), overrides) is None

@@ -29,6 +29,7 @@ class Registry(Generic[R]):
     def __init__(self, name: str) -> None:
         self.name = name
         self._rules: dict[Any, R] = {}
+        self._by_type: dict[type, tuple[Any, Any]] = {}  #: module type -> (its forward, its lookup); see there
 
     def register(self, *keys: Any) -> Callable[[R], R]:
         """Decorator: register the rule under every key; a key registered twice raises ValueError."""
@@ -38,6 +39,7 @@ class Registry(Generic[R]):
                 if key in self._rules:
                     raise ValueError(f"{self.name}: a rule for {key!r} is already registered")
                 self._rules[key] = rule
+            self._by_type.clear()
             return rule
 
         return wrap
@@ -70,6 +72,20 @@ class Registry(Generic[R]):
                     return _MISSING
             return _MISSING
         own = type(key)
+        if overrides:
+            return self._by_mro(own, tables)
+        # NB: a model asks for its few types hundreds of times per analysis. An answer holds while the type's
+        # forward is the one it was given for (a patched forward asks again); bounded, as types come and go
+        forward = getattr(own, "forward", None)
+        hit = self._by_type.get(own)
+        if hit is None or hit[0] is not forward:
+            if len(self._by_type) >= _MEMO_TYPES:
+                self._by_type.clear()
+            hit = self._by_type[own] = (forward, self._by_mro(own, tables))
+        return hit[1]
+
+    @staticmethod
+    def _by_mro(own: type, tables: list[Mapping[Any, Any]]) -> Any:
         for table in tables:
             for cls in own.__mro__:
                 if cls in table:
@@ -80,6 +96,7 @@ class Registry(Generic[R]):
 
 
 MISSING = _MISSING
+_MEMO_TYPES = 4096  #: module types a registry remembers lookups of (then it starts over)
 
 
 def _is_module(obj: Any) -> bool:
