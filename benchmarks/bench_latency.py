@@ -40,9 +40,9 @@ from convaudit.conversion.endtoend import measure_recommended
 from convaudit.latency.builtin import BUILT_IN, LANES, default_profile
 from convaudit.latency.cache import current_key, load_profile, save_profile
 from convaudit.latency.calibrate import calibrate
+from convaudit.latency.clocks import LoadMeter
 from convaudit.latency.measure import measure_layers
 from convaudit.latency.profile import ConvShape, DeviceProfile, RooflineFit, predict_forms
-from convaudit.latency.timing import LoadMeter
 
 MODELS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 RESOLUTIONS = (224, 160)

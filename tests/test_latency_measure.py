@@ -11,24 +11,20 @@ from typing import Any
 import pytest
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import convaudit
-from convaudit.analysis.rules.formulas import dw_pw_cost, pw_dw_cost
 from convaudit.documents.latency import LayerLatency
 from convaudit.documents.records import Analysis
 from convaudit.errors import UsageError
 from convaudit.formats import render
 from convaudit.formats.latency import latency_rows
 from convaudit.latency.measure import (
-    MAX_INPUT_BYTES,
     SWEEPS,
     measure,
     measure_end_to_end,
     measure_layers,
-    stand_in_input,
-    stand_ins,
 )
+from convaudit.latency.standins import MAX_INPUT_BYTES
 from tests.fixtures import nets
 
 measure_module = importlib.import_module("convaudit.latency.measure")  # the package exports measure() by that name
@@ -67,43 +63,6 @@ MIXED = nn.Sequential(
     nn.Conv2d(48, 16, (1, 5), padding=(0, 2)),
 )
 CASES = [(MIXED, (1, 8, 20, 20)), (nn.Conv1d(6, 12, 5, stride=2), (2, 6, 40)), (nn.Conv3d(4, 8, 3), (1, 4, 6, 7, 8))]
-
-
-def flops(module: nn.Module, x: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        module(x)
-    return counter.get_total_flops()
-
-
-@pytest.mark.parametrize("model, shape", CASES)
-@pytest.mark.parametrize("m", [None, 3])
-def test_stand_ins_have_the_layers_shapes_and_macs(model: nn.Module, shape: tuple[int, ...], m: int | None) -> None:
-    for layer in candidates(model, shape):
-        modules, x = stand_ins(layer, m=m), stand_in_input(layer)
-        assert tuple(x.shape) == tuple(layer.input_shape)
-        outputs = {name: module(x) for name, module in modules.items()}
-        assert all(tuple(y.shape) == tuple(layer.output_shape) for y in outputs.values())
-        args = (layer.input_shape, layer.output_shape, layer.in_channels, layer.out_channels, layer.groups)
-        dw_pw = dw_pw_cost(*args, layer.kernel_size, m or 1, layer.bias, 4)
-        pw_dw = pw_dw_cost(*args, layer.kernel_size, layer.bias, 4, m or 1)
-        assert flops(modules["original"], x) == 2 * layer.macs  # FlopCounterMode: FLOPs = 2·MACs
-        assert flops(modules["dw_pw"], x) == 2 * dw_pw.macs
-        assert flops(modules["pw_dw"], x) == 2 * pw_dw.macs
-        if m is None:
-            assert dw_pw.macs == layer.separable.dw_pw.macs and pw_dw.macs == layer.separable.pw_dw.macs
-
-
-def test_stand_ins_are_fresh_in_eval_mode_and_channels_last() -> None:
-    model = nn.Sequential(nn.Conv2d(8, 16, 3)).train()
-    (layer,) = candidates(model, (1, 8, 12, 12))
-    modules = stand_ins(layer, memory_format="channels_last")
-    x = stand_in_input(layer, memory_format="channels_last")
-    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    ours = {p.data_ptr() for p in model.parameters()}
-    for module in modules.values():
-        assert not module.training and not any(p.data_ptr() in ours for p in module.parameters())
-        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in module.parameters() if p.dim() == 4)
-    assert torch.equal(stand_in_input(layer), stand_in_input(layer))  # seeded
 
 
 def test_layers_are_timed_interleaved_on_the_clock_in_eval_and_no_grad(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,6 +175,79 @@ def test_sweeps_spread_each_layer_over_the_run_and_pool_it(monkeypatch: pytest.M
         assert c.rounds is not None and c.spreads["original"].runs == len(c.rounds.per_call["original"]) == 18
     one = measure_layers(layers, sweeps=1, clock=TickClock(), load_meter=NoLoad)
     assert all(c.spreads["original"].runs == 6 for c in one.comparisons.values())
+
+
+class _Advancing:
+    """A clock that advances only when the fake calls below run."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+
+def test_layers_whose_sweeps_disagree_get_more_while_their_cap_lasts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One layer's dw_pw form runs at 2x the conv's time in even sweeps and 3x in odd ones (a drifting machine);
+    the other's at 2x throughout. Only the drifting one gets sweeps beyond the first three, and is flagged."""
+    from convaudit.latency.timing import compare
+
+    layers = candidates(MIXED, (1, 8, 20, 20))[:2]
+    steady, drifting = (layer.name for layer in layers)
+    timed: list[str] = []
+
+    def fake_time(
+        layer: Any,
+        m: Any,
+        forms: Any,
+        fmt: str,
+        device: str,
+        budget: float,
+        target_ci: float,
+        *rest: Any,
+        seed: int = 0,
+    ) -> Any:
+        timed.append(layer.name)
+        clock = _Advancing()
+
+        def takes(seconds: float) -> Callable[[], None]:
+            def call() -> None:
+                clock.t += seconds
+
+            return call
+
+        slow = 3e-3 if layer.name == drifting and seed % 2 else 2e-3
+        fns = {"original": takes(1e-3), "dw_pw": takes(slow), "pw_dw": takes(1.5e-3)}
+        return compare(
+            fns, baseline="original", target_ci=target_ci, max_seconds=budget, clock=clock, load=NoLoad()
+        ), fmt
+
+    monkeypatch.setattr(measure_module, "_time_layer", fake_time)
+    found = measure_layers(
+        layers,
+        sweeps=3,
+        max_sweeps=8,
+        max_seconds_per_layer=1.0,
+        max_seconds=None,
+        clock=TickClock(),
+        load_meter=NoLoad,
+    )
+    assert timed.count(steady) == 3 and timed.count(drifting) == 8
+    assert found[steady].reliable and not found[drifting].reliable
+    assert any("8 sweeps' median ratios disagree" in r for r in found.measurement.unreliable_reasons)
+    lo, hi = found.comparisons[drifting].ci["dw_pw"]
+    assert lo < 2.2 and hi > 2.8  # the interval spans the drift
+    timed.clear()  # a per-layer cap that three sweeps nearly use up leaves room for few more
+    measure_layers(
+        layers,
+        sweeps=3,
+        max_sweeps=8,
+        max_seconds_per_layer=0.2,
+        max_seconds=None,
+        clock=TickClock(),
+        load_meter=NoLoad,
+    )
+    assert timed.count(steady) == 3 and 3 <= timed.count(drifting) < 8
 
 
 def test_a_layer_cut_from_a_later_sweep_keeps_the_sweeps_it_had() -> None:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats as scipy_stats
 import torch
 import torch.nn as nn
 
 from convaudit.errors import UsageError
-from convaudit.latency.timing import LoadMeter, compare, median_ci, pool, quantum_clusters, spread_of
+from convaudit.latency.timing import (
+    Comparison,
+    compare,
+    median_ci,
+    pool,
+    quantum_clusters,
+    spread_of,
+    sweep_ci,
+)
 
 
 class FakeClock:
@@ -218,14 +223,37 @@ def test_pooled_sweeps_are_the_figures_of_all_their_rounds() -> None:
     n_early, n_late = early.spreads["b"].runs, late.spreads["b"].runs
     assert len(ratios) == both.spreads["b"].runs == n_early + n_late
     assert both.ratios["b"] == pytest.approx(sorted(ratios)[len(ratios) // 2] if len(ratios) % 2 else np.median(ratios))
-    assert both.ci["b"] == median_ci(ratios)
+    # the wider of the pooled rounds' interval and the sweeps' own (a t-interval of their log medians)
+    logs = [math.log(early.ratios["b"]), math.log(late.ratios["b"])]
+    half = scipy_stats.t.ppf(0.975, 1) * np.std(logs, ddof=1) / math.sqrt(2)
+    rounds_ci = median_ci(ratios)
+    assert rounds_ci is not None
+    assert both.ci["b"] == pytest.approx(
+        (min(rounds_ci[0], math.exp(np.mean(logs) - half)), max(rounds_ci[1], math.exp(np.mean(logs) + half))),
+        rel=1e-3,
+    )
     assert both.spreads["b"] == spread_of(list(both.rounds.per_call["b"]))
     assert both.load == pytest.approx(0.3)  # the sweeps' mean
     # the drift between the sweeps is no longer hidden: the pooled interval spans it and is flagged
     assert both.ci["b"][0] < 2.5 < 3.5 < both.ci["b"][1] and not both.reliable
     assert "not within ±10%" in both.reasons[0] and f"after {n_early + n_late} rounds" in both.reasons[0]
+    assert "the 2 sweeps' median ratios disagree" in both.reasons[-1] and not both.settled
     assert pool([early]) is early
-    assert pool([early, early]).ratios["b"] == pytest.approx(2.0) and pool([early, early]).reliable
+    same = pool([early, early])
+    assert same.ratios["b"] == pytest.approx(2.0) and same.reliable and same.settled
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_sweeps_interval_is_students_t_on_their_log_medians(seed: int) -> None:
+    """Oracle: scipy's t quantile (the table's values, and its last beyond it)."""
+    rng = random.Random(seed)
+    k = [2, 3, 5, 9, 16, 30][seed]
+    logs = [rng.gauss(0.7, 0.1) for _ in range(k)]
+    got = sweep_ci([Comparison({}, {"b": math.exp(v)}, {}, True, (), None) for v in logs])["b"]
+    t = scipy_stats.t.ppf(0.975, min(k - 1, 15))
+    half = t * np.std(logs, ddof=1) / math.sqrt(k)
+    assert got == pytest.approx((math.exp(np.mean(logs) - half), math.exp(np.mean(logs) + half)), rel=1e-4)
+    assert sweep_ci([Comparison({}, {"b": 2.0}, {}, True, (), None)]) == {}
 
 
 def cycle_of(values: list[float]) -> Iterator[float]:
@@ -235,37 +263,6 @@ def cycle_of(values: list[float]) -> Iterator[float]:
 def test_compare_needs_its_baseline() -> None:
     with pytest.raises(UsageError, match="baseline"):
         compare({"a": lambda: None}, baseline="b")
-
-
-def write_proc(tmp: Path, user: int, system: int, idle: int, ours: tuple[int, int]) -> None:
-    (tmp / "stat").write_text(
-        f"cpu  {user} 0 {system} {idle} 0 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0 0 0\nintr 1\n"
-    )
-    fields = ["S"] + ["0"] * 10 + [str(ours[0]), str(ours[1])] + ["0"] * 30
-    (tmp / "self").write_text(f"123 (python (x) y) {' '.join(fields)}\n")
-
-
-def test_load_meter_is_others_busy_jiffies_over_elapsed(tmp_path: Path) -> None:
-    meter = LoadMeter(str(tmp_path / "stat"), str(tmp_path / "self"))
-    write_proc(tmp_path, user=100, system=50, idle=1000, ours=(10, 5))
-    meter.start()
-    # 350 jiffies over 2 cpus = 175 elapsed; busy +250, of it ours +75: others 175 → 1.0 core
-    write_proc(tmp_path, user=300, system=100, idle=1100, ours=(70, 20))
-    assert meter.stop() == pytest.approx(1.0)
-    meter.start()
-    write_proc(tmp_path, user=302, system=100, idle=1104, ours=(72, 20))  # 3 jiffies: too short to say
-    assert meter.stop() is None
-    assert LoadMeter(str(tmp_path / "missing")).stop() is None
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs /proc")
-def test_load_meter_sees_another_busy_process() -> None:
-    meter = LoadMeter()
-    meter.start()
-    spin = "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"
-    subprocess.run([sys.executable, "-c", spin], check=True)  # its CPU is not ours (cutime is not counted)
-    cores = meter.stop()
-    assert cores is not None and cores >= 0.4
 
 
 def test_a_real_quick_run_on_a_tiny_conv() -> None:

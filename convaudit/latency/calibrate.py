@@ -27,9 +27,10 @@ import torch.nn as nn
 from convaudit.errors import UsageError
 from convaudit.latency.builtin import default_profile
 from convaudit.latency.cache import cache_path, current_key, load_profile, save_profile
+from convaudit.latency.clocks import LoadMeter
 from convaudit.latency.fit import RESCALE_SHRINK, Sample, fit_kind, fit_profile, predict_one
 from convaudit.latency.profile import MEMORY_FORMATS, ConvShape, DeviceProfile, predict_seconds, separable_parts
-from convaudit.latency.timing import LoadMeter, compare
+from convaudit.latency.timing import compare
 
 __all__ = [
     "DEFAULT_BUDGET_SECONDS",

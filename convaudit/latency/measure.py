@@ -6,7 +6,7 @@ builds stand-ins from the layer's configuration alone (the conv, its depthwise�
 pointwise→depthwise form at the given m, fresh weights: time does not depend on weight values, and
 the user's model is never run or touched) and times them against each other with ``timing.compare``
 at the layer's first-call input shape, in eval mode under no_grad, in the memory format asked for,
-the thread count stated. Layers whose tensors would not fit ``MAX_INPUT_BYTES`` are skipped with the
+the thread count stated. Layers whose tensors would not fit ``standins.MAX_INPUT_BYTES`` are skipped with the
 reason. ``measure_end_to_end`` times two whole models the same way; ``measure`` is the 1.2 report's
 ``Timing`` (original vs dw_pw only), kept for ``AnalysisOptions.timing``.
 """
@@ -24,42 +24,31 @@ import torch.nn as nn
 from convaudit.documents.latency import FORMS, LayerLatency, LayerTiming, Measurement, Spread, Timing
 from convaudit.documents.records import ConvLayer
 from convaudit.errors import UsageError
-from convaudit.latency.timing import (
-    MAX_LOAD_CORES,
-    Clock,
-    Comparison,
-    LoadMeter,
-    LoadProbe,
-    PerfClock,
-    compare,
-    pool,
-)
+from convaudit.latency.clocks import Clock, LoadMeter, LoadProbe, PerfClock
+from convaudit.latency.standins import CHANNELS_LAST, largest_tensor, stand_in_input, stand_ins
+from convaudit.latency.timing import MAX_LOAD_CORES, Comparison, compare, pool
 
 __all__ = [
     "BOTH",
-    "MAX_INPUT_BYTES",
+    "MAX_SWEEPS",
     "MEMORY_FORMATS",
     "SWEEPS",
     "MeasuredLayers",
     "measure",
     "measure_end_to_end",
     "measure_layers",
-    "stand_in_input",
-    "stand_ins",
 ]
 
-#: Layers with a tensor (input, intermediate or output) larger than this are not timed.
-MAX_INPUT_BYTES = 512 * 1024**2
 MEMORY_FORMATS = ("contiguous", "channels_last")
 BOTH = "both"  #: ``measure_layers(memory_format=BOTH)``: each layer in both formats, in turn
 #: Sweeps over all the layers, each timing every layer once (its share of the per-layer cap), pooled after.
 #: NB: one comparison per layer agreed with itself run to run within ±15% on 70-91% of bench_latency.py's
 #: shapes on a quiet machine: the machine's speed drifts over seconds, and one comparison sees one moment.
 SWEEPS = 3
+#: After ``SWEEPS``, a layer whose sweeps disagree (``timing.pool``: their own interval wider than the
+#: target) gets more, while its per-layer cap lasts, up to this many in all.
+MAX_SWEEPS = 12
 
-# the class follows layer.dims, so its argument types (per-class tuple lengths, padding_mode) are checked at run time
-_CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 Progress = Callable[[int, int], None]
 
 
@@ -94,6 +83,7 @@ def measure_layers(
     max_seconds: float | None = 120.0,
     target_ci: float = 0.10,
     sweeps: int = SWEEPS,
+    max_sweeps: int = MAX_SWEEPS,
     multipliers: Mapping[str, int] | None = None,
     forms: Sequence[str] = FORMS,
     threads: int | None = None,
@@ -122,6 +112,8 @@ def measure_layers(
             ``layer.separable``'s costs, 1).
         forms: which of ``FORMS`` to time (``original`` always is).
         sweeps: passes over all the layers (``SWEEPS``); 1 times each layer in one go.
+        max_sweeps: then more passes over the layers whose sweeps still disagree (``timing.pool``), each
+            while its ``max_seconds_per_layer`` lasts, up to this many passes in all (``MAX_SWEEPS``).
         threads: torch threads for the run (restored after); default: as set.
         progress: called as ``progress(done, total)`` after each layer of each sweep (total: layers × sweeps).
         clock, load_meter: injectable for tests.
@@ -142,16 +134,25 @@ def measure_layers(
     taken: dict[tuple[str, str], list[Comparison]] = {}
     used_format: dict[tuple[str, str], str] = {}
     slots = len(todo) * len(formats) * sweeps
+    spent: dict[tuple[str, str], float] = {}
+    share = max_seconds_per_layer / sweeps
     try:
-        for sweep in range(sweeps):  # every layer once per sweep: each figure pools rounds from across the run
+        for sweep in range(max(sweeps, max_sweeps)):  # every layer once per sweep: each figure pools the run's rounds
+            extra = sweep >= sweeps  # only the (layer, format)s whose sweeps disagree, while their cap lasts
             for done, layer in enumerate(todo, 1):
                 if layer.name in skipped:
                     continue
                 m = (multipliers or {}).get(layer.name)
                 for i, fmt in enumerate(formats):  # per layer both formats in turn: a drift in load hits both alike
+                    key = (layer.name, fmt)
                     left = math.inf if max_seconds is None else max_seconds - (clock.now() - start)
-                    slot = (sweep * len(todo) + done - 1) * len(formats) + i
-                    budget = min(max_seconds_per_layer / sweeps, left / (slots - slot))
+                    if extra:
+                        budget = min(share, max_seconds_per_layer - spent.get(key, 0.0), left)
+                        if key not in taken or pool(taken[key]).settled or budget < share / 2:
+                            continue
+                    else:
+                        slot = (sweep * len(todo) + done - 1) * len(formats) + i
+                        budget = min(share, left / (slots - slot))
                     try:
                         if budget <= 0:
                             raise _Skip(f"the whole-run cap of {max_seconds:g} s was used up")
@@ -159,13 +160,14 @@ def measure_layers(
                             layer, m, forms, fmt, device, budget, target_ci, clock, load_meter, seed=sweep
                         )
                     except _Skip as skip:
-                        if i == 0 and not taken.get((layer.name, fmt)):
+                        if i == 0 and not taken.get(key):
                             skipped[layer.name] = str(skip)
                             break
                         continue
-                    taken.setdefault((layer.name, fmt), []).append(comparison)
-                    used_format[(layer.name, fmt)] = used
-                if progress:
+                    taken.setdefault(key, []).append(comparison)
+                    used_format[key] = used
+                    spent[key] = spent.get(key, 0.0) + _timed_seconds(comparison)
+                if progress and not extra:
                     progress(sweep * len(todo) + done, len(todo) * sweeps)
         run_threads = torch.get_num_threads()
     finally:
@@ -211,6 +213,11 @@ def _latency(comparison: Comparison, forms: Sequence[str], memory_format: str) -
     )
 
 
+def _timed_seconds(comparison: Comparison) -> float:
+    """The seconds its timed batches took (its warm-up and stand-ins left out: a lower bound of its cost)."""
+    return sum(map(sum, comparison.rounds.batches.values())) if comparison.rounds is not None else 0.0
+
+
 class _Skip(Exception):
     """A layer not timed, with the reason."""
 
@@ -232,10 +239,10 @@ def _time_layer(
     dtype = getattr(torch, layer.dtype, torch.float32)
     if not isinstance(dtype, torch.dtype):
         dtype = torch.float32
-    too_big = _largest_tensor(layer, m, dtype)
+    too_big = largest_tensor(layer, m, dtype)
     if too_big:
         raise _Skip(too_big)
-    used = memory_format if layer.dims in _CHANNELS_LAST else "contiguous"
+    used = memory_format if layer.dims in CHANNELS_LAST else "contiguous"
     try:
         modules = stand_ins(layer, m=m, device=device, dtype=dtype, memory_format=used)
         x = stand_in_input(layer, device=device, dtype=dtype, memory_format=used)
@@ -250,90 +257,6 @@ def _time_layer(
 
 def _call(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return lambda: module(x)
-
-
-def _largest_tensor(layer: ConvLayer, m: int | None, dtype: torch.dtype) -> str | None:
-    """Why the layer is too big to time (a tensor over ``MAX_INPUT_BYTES``), or None."""
-    sep = layer.separable
-    m_dw, m_pw = (m, m) if m else (sep.dw_pw.multiplier, sep.pw_dw.multiplier) if sep else (1, 1)
-    n, nd = _padded(layer)[0], layer.dims
-    batch = math.prod(n[: len(n) - nd - 1])
-    sizes = {
-        "input": math.prod(n),
-        "output": math.prod(layer.output_shape),
-        "dw_pw intermediate": batch * layer.in_channels * m_dw * math.prod(layer.output_shape[-nd:]),
-        "pw_dw intermediate": batch * layer.out_channels * m_pw * math.prod(n[-nd:]),
-    }
-    what, numel = max(sizes.items(), key=lambda kv: kv[1])
-    nbytes = numel * dtype.itemsize
-    if nbytes <= MAX_INPUT_BYTES:
-        return None
-    return f"its {what} of {nbytes / 1024**2:.0f} MiB exceeds the {MAX_INPUT_BYTES // 1024**2} MiB memory guard"
-
-
-def stand_ins(
-    layer: ConvLayer,
-    *,
-    m: int | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    memory_format: str = "contiguous",
-) -> dict[str, nn.Module]:
-    """Fresh, eval-mode modules for each of ``FORMS`` built from ``layer``'s configuration (never its weights).
-
-    ``original``: the conv (asymmetric padding moved into the input, see ``stand_in_input``);
-    ``dw_pw``: depthwise Cin→Cin·m (the conv's stride, padding, dilation, padding mode) then 1×1 Cin·m→Cout
-    (groups g, bias); ``pw_dw``: 1×1 Cin→Cout·m (groups g) at the input resolution, then depthwise
-    Cout·m→Cout (the conv's stride..., bias), as ``conversion.layers.SeparableConv`` builds them.
-    ``m`` defaults to the multipliers of ``layer.separable``'s costs (1).
-    """
-    sep = layer.separable
-    m_dw, m_pw = (m, m) if m else (sep.dw_pw.multiplier, sep.pw_dw.multiplier) if sep else (1, 1)
-    padding = _padded(layer)[1]
-    conv, f = _CONV[layer.dims], {"device": device, "dtype": dtype}
-    spatial = {
-        "stride": layer.stride,
-        "padding": padding,
-        "dilation": layer.dilation,
-        "padding_mode": layer.padding_mode,
-    }
-    cin, cout, k, g = layer.in_channels, layer.out_channels, layer.kernel_size, layer.groups
-    modules: dict[str, nn.Module] = {
-        "original": conv(cin, cout, k, groups=g, bias=layer.bias, **spatial, **f),
-        "dw_pw": nn.Sequential(
-            conv(cin, cin * m_dw, k, groups=cin, bias=False, **spatial, **f),
-            conv(cin * m_dw, cout, 1, groups=g, bias=layer.bias, **f),
-        ),
-        "pw_dw": nn.Sequential(
-            conv(cin, cout * m_pw, 1, groups=g, bias=False, **f),
-            conv(cout * m_pw, cout, k, groups=cout, bias=layer.bias, **spatial, **f),
-        ),
-    }
-    fmt = _CHANNELS_LAST.get(layer.dims) if memory_format == "channels_last" else None
-    return {name: (module.to(memory_format=fmt) if fmt else module).eval() for name, module in modules.items()}
-
-
-def stand_in_input(
-    layer: ConvLayer,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    memory_format: str = "contiguous",
-) -> torch.Tensor:
-    """A random input of ``layer``'s first-call shape (an asymmetric padding already applied), seeded."""
-    shape = _padded(layer)[0]
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
-    fmt = _CHANNELS_LAST.get(layer.dims) if memory_format == "channels_last" else None
-    return x.contiguous(memory_format=fmt) if fmt and x.dim() == layer.dims + 2 else x
-
-
-def _padded(layer: ConvLayer) -> tuple[tuple[int, ...], Any]:
-    """(input shape, padding) to time: an asymmetric (before, after) padding is timed on the padded input."""
-    nd, padding = layer.dims, layer.padding
-    if isinstance(padding, str) or len(padding) != 2 * nd:
-        return tuple(layer.input_shape), padding
-    spatial = [size + padding[2 * i] + padding[2 * i + 1] for i, size in enumerate(layer.input_shape[-nd:])]
-    return (*layer.input_shape[:-nd], *spatial), (0,) * nd
 
 
 def measure_end_to_end(

@@ -18,7 +18,12 @@ A machine's speed also drifts on a scale of seconds (a shared host's neighbours:
 layer's speed-up moved ±8% between comparisons a few seconds apart, and comparisons back to back agreed),
 which no within-comparison interval can see. ``pool`` merges comparisons of the same callables taken at
 different times into one, from all their rounds (``Comparison.rounds``): ``measure_layers`` times each
-layer in several sweeps over all the layers and pools them, so each figure averages over the run.
+layer in several sweeps over all the layers and pools them, so each figure averages over the run. The
+pooled rounds' interval assumes independent rounds, which drift breaks; ``sweep_ci`` is the interval the
+sweeps themselves give (a t-interval of the mean log median ratio, one value per sweep: measured here,
+one layer's speed-up 4.66 (CI 4.55–4.74) in one comparison and 3.30 (3.17–3.47) seven seconds later).
+A pooled comparison states the wider of the two, and is unreliable where the sweeps' own interval is
+wider than ``±target_ci``: ``measure_layers`` adds sweeps until it is not, within its caps.
 
 A comparison is flagged unreliable when the interval was not reached, when other processes used more
 than ``MAX_LOAD_CORES`` of CPU during it (``LoadMeter``: /proc/stat minus our /proc/self/stat), or when
@@ -36,24 +41,19 @@ import dataclasses
 import math
 import random
 import statistics
-import time
 import timeit
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from convaudit.documents.latency import Spread
 from convaudit.errors import UsageError
+from convaudit.latency.clocks import Clock, LoadMeter, LoadProbe, PerfClock
 
 __all__ = [
     "CONFIDENCE",
     "MAX_LOAD_CORES",
     "QUANTA_SECONDS",
-    "Clock",
     "Comparison",
-    "LoadMeter",
-    "LoadProbe",
-    "PerfClock",
     "Rounds",
     "compare",
     "median_ci",
@@ -61,6 +61,7 @@ __all__ = [
     "quantum_clusters",
     "spread_of",
     "summarize",
+    "sweep_ci",
 ]
 
 CONFIDENCE = 0.95  #: of the median ratio's interval
@@ -69,77 +70,6 @@ QUANTA_SECONDS = (0.004, 0.010, 0.032, 0.064)  #: scheduler quanta (CONFIG_HZ 25
 QUANTUM_TOLERANCE = 0.02  #: a reading within 2% of a quantum of one of its multiples "sits at" it
 QUANTUM_SHARE = 0.25  #: ... and when this share of the readings do (chance: ~4%), they cluster
 MAX_ROUNDS = 100_000  #: a guard for clocks that do not advance
-
-
-class Clock(Protocol):
-    """Seconds since an arbitrary origin (monotonic)."""
-
-    def now(self) -> float: ...
-
-
-class LoadProbe(Protocol):
-    """Other processes' CPU use between ``start()`` and ``stop()``, in cores (None: not readable)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> float | None: ...
-
-
-class PerfClock:
-    """``time.perf_counter``, synchronising CUDA first when timing on a GPU."""
-
-    def __init__(self, device: str = "cpu") -> None:
-        self.cuda = device.startswith("cuda")
-
-    def now(self) -> float:
-        if self.cuda:
-            import torch  # only here: the harness itself is torch-free
-
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-
-class LoadMeter:
-    """Other processes' CPU use in cores: busy jiffies of the machine minus ours, over elapsed jiffies.
-
-    Busy = user + nice + system + irq + softirq + steal of /proc/stat's ``cpu`` line; ours = utime +
-    stime of /proc/self/stat (all our threads); elapsed = the ``cpu`` line's total over the number of
-    ``cpuN`` lines. ``stop()`` is None without /proc or when under ``min_jiffies`` elapsed (a 10 ms
-    jiffy makes shorter readings noise).
-    """
-
-    def __init__(self, stat: str = "/proc/stat", self_stat: str = "/proc/self/stat", min_jiffies: int = 5) -> None:
-        self.stat, self.self_stat, self.min_jiffies = stat, self_stat, min_jiffies
-        self.first: tuple[int, int, int, int] | None = None
-
-    def read(self) -> tuple[int, int, int, int] | None:
-        """(busy, total, cpus, ours) in jiffies, or None where unreadable."""
-        try:
-            with open(self.stat) as f:
-                lines = f.read().splitlines()
-            with open(self.self_stat) as f:
-                ours = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 on
-        except (OSError, IndexError):
-            return None
-        fields = [int(v) for v in lines[0].split()[1:9]] if lines and lines[0].startswith("cpu ") else []
-        cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-        if len(fields) < 8 or not cpus or len(ours) < 13:
-            return None
-        user, nice, system, idle, iowait, irq, softirq, steal = fields
-        busy = user + nice + system + irq + softirq + steal
-        return busy, busy + idle + iowait, cpus, int(ours[11]) + int(ours[12])  # utime, stime
-
-    def start(self) -> None:
-        self.first = self.read()
-
-    def stop(self) -> float | None:
-        last, first = self.read(), self.first
-        if last is None or first is None:
-            return None
-        elapsed = (last[1] - first[1]) / last[2]
-        if elapsed < self.min_jiffies:
-            return None
-        return max(0.0, (last[0] - first[0] - (last[3] - first[3])) / elapsed)
 
 
 @dataclass(frozen=True)
@@ -175,6 +105,7 @@ class Comparison:
     reasons: tuple[str, ...]  #: why not reliable, one line each
     load: float | None  #: other processes' CPU use during the comparison, in cores
     rounds: Rounds | None = None  #: the readings behind the figures
+    settled: bool = True  #: pooled: False while its sweeps' own interval is wider than ±target_ci (``pool``)
 
 
 def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
@@ -309,7 +240,40 @@ def pool(comparisons: Sequence[Comparison]) -> Comparison:
     rounds = dataclasses.replace(rounds, reached=_reached(rounds.ratios(), rounds.target_ci))
     loads = [c.load for c in comparisons]
     cores = None if any(x is None for x in loads) else statistics.fmean(x for x in loads if x is not None)
-    return summarize(rounds, cores)
+    pooled, between = summarize(rounds, cores), sweep_ci(comparisons)
+    ci = {n: (min(c[0], between[n][0]), max(c[1], between[n][1])) if n in between else c for n, c in pooled.ci.items()}
+    wide = {n: c for n, c in between.items() if not _within(c, pooled.ratios[n], rounds.target_ci)}
+    if not wide:
+        return dataclasses.replace(pooled, ci=ci)
+    shown = ", ".join(f"{n} {c[0] / pooled.ratios[n]:.2f}–{c[1] / pooled.ratios[n]:.2f}×" for n, c in wide.items())
+    reason = (
+        f"the {len(comparisons)} sweeps' median ratios disagree (95% interval of their mean: {shown}, "
+        f"not within ±{rounds.target_ci:.0%}): the machine's speed changed during the run"
+    )
+    return dataclasses.replace(pooled, ci=ci, reliable=False, reasons=(*pooled.reasons, reason), settled=False)
+
+
+#: Two-sided 95% quantiles of Student's t by degrees of freedom 1-15 (``sweep_ci``); beyond, the last (wider).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+
+
+def sweep_ci(comparisons: Sequence[Comparison]) -> dict[str, tuple[float, float]]:
+    """Per non-baseline callable, the 95% interval of the comparisons' median ratios, as one value each.
+
+    A t-interval of the mean of their logs (geometric): ``exp(mean ± t·sd/√k)`` over ``k`` comparisons;
+    empty below two. Unlike the pooled rounds' interval it sees a drift between the comparisons.
+    """
+    if len(comparisons) < 2:
+        return {}
+    out = {}
+    for name in comparisons[0].ratios:
+        logs = [math.log(c.ratios[name]) for c in comparisons if c.ratios.get(name, 0) > 0]
+        if len(logs) < 2:
+            continue
+        mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+        half = _T95[min(len(logs) - 2, len(_T95) - 1)] * sd / math.sqrt(len(logs))
+        out[name] = (math.exp(mean - half), math.exp(mean + half))
+    return out
 
 
 def summarize(rounds: Rounds, cores: float | None) -> Comparison:
