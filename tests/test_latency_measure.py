@@ -223,6 +223,7 @@ def test_layers_whose_sweeps_disagree_get_more_while_their_cap_lasts(monkeypatch
         ), fmt
 
     monkeypatch.setattr(measure_module, "_time_layer", fake_time)
+    steps: list[tuple[int, int]] = []
     found = measure_layers(
         layers,
         sweeps=3,
@@ -231,8 +232,10 @@ def test_layers_whose_sweeps_disagree_get_more_while_their_cap_lasts(monkeypatch
         max_seconds=None,
         clock=TickClock(),
         load_meter=NoLoad,
+        progress=lambda done, total: steps.append((done, total)),
     )
     assert timed.count(steady) == 3 and timed.count(drifting) == 8
+    assert steps == [(i, 6) for i in range(1, 7)] + [(6 + i, 6 + i) for i in range(1, 6)]  # the bar grows with them
     assert found[steady].reliable and not found[drifting].reliable
     assert any("8 sweeps' median ratios disagree" in r for r in found.measurement.unreliable_reasons)
     lo, hi = found.comparisons[drifting].ci["dw_pw"]

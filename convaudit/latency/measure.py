@@ -136,19 +136,28 @@ def measure_layers(
     slots = len(todo) * len(formats) * sweeps
     spent: dict[tuple[str, str], float] = {}
     share = max_seconds_per_layer / sweeps
+    steps, total = 0, len(todo) * sweeps  #: for ``progress``: extra sweeps add their layers to the total
     try:
         for sweep in range(max(sweeps, max_sweeps)):  # every layer once per sweep: each figure pools the run's rounds
             extra = sweep >= sweeps  # only the (layer, format)s whose sweeps disagree, while their cap lasts
+            again = {
+                key
+                for key, got in taken.items()
+                if extra and max_seconds_per_layer - spent[key] >= share / 2 and not pool(got).settled
+            }
+            if extra and not again:
+                break
+            total += len({name for name, _ in again})
             for done, layer in enumerate(todo, 1):
-                if layer.name in skipped:
+                if layer.name in skipped or (extra and all((layer.name, fmt) not in again for fmt in formats)):
                     continue
                 m = (multipliers or {}).get(layer.name)
                 for i, fmt in enumerate(formats):  # per layer both formats in turn: a drift in load hits both alike
                     key = (layer.name, fmt)
                     left = math.inf if max_seconds is None else max_seconds - (clock.now() - start)
                     if extra:
-                        budget = min(share, max_seconds_per_layer - spent.get(key, 0.0), left)
-                        if key not in taken or pool(taken[key]).settled or budget < share / 2:
+                        budget = min(share, max_seconds_per_layer - spent[key], left) if key in again else 0.0
+                        if budget < share / 2:  # settled, or its cap or the run's used up
                             continue
                     else:
                         slot = (sweep * len(todo) + done - 1) * len(formats) + i
@@ -167,8 +176,9 @@ def measure_layers(
                     taken.setdefault(key, []).append(comparison)
                     used_format[key] = used
                     spent[key] = spent.get(key, 0.0) + _timed_seconds(comparison)
-                if progress and not extra:
-                    progress(sweep * len(todo) + done, len(todo) * sweeps)
+                steps = steps + 1 if extra else sweep * len(todo) + done  # NB: a skipped layer counts as done
+                if progress:
+                    progress(steps, total)
         run_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
