@@ -115,7 +115,8 @@ def measure_all(layers: list[Any], args: argparse.Namespace) -> dict[tuple[str, 
             for name, lat in got.items():
                 ratios = got.comparisons[name].ratios  # medians of the paired per-round ratios, not ratios of medians
                 speedups = {f"speedup_{o}": 1 / ratios[o] for o in ORDERS}
-                measured.setdefault((name, fmt), []).append({**(lat.measured_seconds or {}), **speedups})
+                flag = {"reliable": 1.0 if lat.reliable else 0.0}
+                measured.setdefault((name, fmt), []).append({**(lat.measured_seconds or {}), **speedups, **flag})
     return measured
 
 
@@ -128,7 +129,7 @@ def report_shapes(layers: list[Any], measured: dict, profile: DeviceProfile, arg
     keys = ("dw_pw", "pw_dw", "default", "built_in", "original", "stem", "body")
     errors: dict[str, list[float]] = {k: [] for k in keys}
     per_format: dict[str, list[float]] = {fmt: [] for fmt in args.formats}
-    agree, agree_time, floor = [], [], []
+    agree, agree_time, floor, flagged = [], [], [], []
     fallback = default_profile()
     built_in = dataclasses.replace(fallback, fits=built_in_fits())  # BUILT_IN as fitted: the margin taken out
     for layer in layers:
@@ -137,7 +138,7 @@ def report_shapes(layers: list[Any], measured: dict, profile: DeviceProfile, arg
             if not runs:
                 print(f"{layer.name:38} {fmt:13} not measured")
                 continue
-            mean = {k: geo([r[k] for r in runs]) for k in runs[0]}
+            mean = {k: geo([r[k] for r in runs]) for k in runs[0] if k != "reliable"}
             shape = ConvShape.from_layer(layer, fmt)
             pred, pred_default = predict_forms(profile, shape), predict_forms(fallback, shape)
             err = {o: math.log(pred["original"] / pred[o] / mean[f"speedup_{o}"]) for o in ORDERS}
@@ -155,6 +156,7 @@ def report_shapes(layers: list[Any], measured: dict, profile: DeviceProfile, arg
                 spread = max(abs(math.log(r[k] / runs[0][k])) for r in runs[1:] for k in keys)
                 time_spread = max(abs(math.log(r[f] / runs[0][f])) for r in runs[1:] for f in ("original", *ORDERS))
                 agree.append(spread <= math.log(1 + AGREE))
+                flagged.append(not all(r.get("reliable", 1.0) for r in runs))  # unreliable in some run
                 agree_time.append(time_spread <= math.log(1 + AGREE))
                 floor.append(max(abs(math.log(r["speedup_dw_pw"] / runs[0]["speedup_dw_pw"])) for r in runs[1:]))
             cells = [f"{mean[f] * 1e3:7.3f}/{pred[f] * 1e3:<7.3f}" for f in ("original", *ORDERS)]
@@ -197,6 +199,12 @@ def report_shapes(layers: list[Any], measured: dict, profile: DeviceProfile, arg
         print(
             f"runs agree within ±15% on {share:.0%} of the shapes (both speed-ups; per-form medians: "
             f"{share_time:.0%}): {'PASS' if share == 1 else 'FAIL'}"
+        )
+        split = [(a, f) for a, f in zip(agree, flagged, strict=True)]
+        caught = sum(f for a, f in split if not a)
+        print(
+            f"  of the {sum(not a for a, _ in split)} shapes whose runs disagree, {caught} were flagged unreliable in "
+            f"a run; of the {sum(a for a, _ in split)} that agree, {sum(f for a, f in split if a)} were"
         )
         print(
             f"noise floor: the runs' own dw_pw speed-ups agree within ±25% on {noise:.0%} of the shapes "
