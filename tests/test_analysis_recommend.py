@@ -16,7 +16,6 @@ from convaudit.analysis.recommend import (
     UNCALIBRATED,
     RecommendOptions,
     _forms,
-    _replaced,
     device_profile,
     recommend,
     reference_m,
@@ -215,17 +214,6 @@ def test_predictions_shared_across_shapes_and_m_are_predict_forms_own() -> None:
     assert len(predicted) < 5 * len(layers) * 3 and all(
         layer_shape in predicted for layer_shape in map(ConvShape.from_layer, layers)
     )
-
-
-def test_a_record_with_latency_is_what_dataclasses_replace_makes(conv: ConvLayer) -> None:
-    # _replaced copies the record without __init__: right only while every field is an init field and
-    # ConvLayer has no __post_init__
-    assert all(f.init for f in dataclasses.fields(ConvLayer)) and not hasattr(ConvLayer, "__post_init__")
-    latency = LayerLatency({"original": 1.0, "dw_pw": 0.5, "pw_dw": 0.6}, None, None, None, "contiguous")
-    rec = recommend(conv, profile())
-    made = _replaced(conv, latency=latency, recommendation=rec)
-    assert made == dataclasses.replace(conv, latency=latency, recommendation=rec) and type(made) is ConvLayer
-    assert vars(made).keys() == vars(conv).keys() and conv.latency is None  # the original untouched
 
 
 def test_json_fields_as_the_issue_spells_them() -> None:

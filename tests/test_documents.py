@@ -66,3 +66,20 @@ def test_records_and_renderers_do_not_import_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_replaced_layer_is_what_dataclasses_replace_makes() -> None:
+    """ConvLayer.replaced copies without __init__: right only while every field is an init field and there is no
+    __post_init__ (checked here); the copy equals dataclasses.replace's, field for field, the original untouched."""
+    import convaudit
+    from convaudit.documents.latency import LayerLatency
+
+    assert all(f.init for f in dataclasses.fields(records.ConvLayer))
+    assert not hasattr(records.ConvLayer, "__post_init__")
+    import torch.nn as nn
+
+    (layer,) = convaudit.analyze(nn.Conv2d(4, 8, 3), input_shape=(1, 4, 9, 9)).layers
+    latency = LayerLatency({"original": 1.0, "dw_pw": 0.5, "pw_dw": 0.6}, None, None, None, "contiguous")
+    made = layer.replaced(name="other", latency=latency)
+    assert made == dataclasses.replace(layer, name="other", latency=latency) and type(made) is records.ConvLayer
+    assert list(vars(made)) == list(vars(layer)) and layer.name != "other" and layer.latency is not latency

@@ -130,7 +130,7 @@ def with_latency(
         rec = _with_measured(layer, rec, chosen, got, opts)
         if options.timing and got is None:
             rec = _note(rec, f"not measured: {getattr(found, 'skipped', {}).get(layer.name, 'no time taken')}")
-        out.append(_replaced(layer, latency=latency, recommendation=rec))
+        out.append(layer.replaced(latency=latency, recommendation=rec))
     return out, measurement, timing, about
 
 
@@ -219,17 +219,6 @@ def _predict_ahead(profile: DeviceProfile, wanted: Sequence[tuple[ConvShape, int
     """Fill ``memo`` (as ``_forms`` does) for each (shape, m) at once: one array batch per fit, not one per shape."""
     todo = [key for key in dict.fromkeys(wanted) if key not in memo]
     memo.update(zip(todo, predict_forms_many(profile, todo, cache=memo), strict=True))
-
-
-def _replaced(layer: ConvLayer, **changes: Any) -> ConvLayer:
-    """``dataclasses.replace(layer, **changes)`` made as ``copy.copy`` makes a copy (no ``__init__``): 1/6 the cost.
-
-    NB: the same record as long as ConvLayer's fields are all init fields and it has no ``__post_init__``
-    (tests/test_analysis_recommend.py checks both).
-    """
-    new = object.__new__(type(layer))
-    new.__dict__.update(vars(layer), **changes)
-    return new
 
 
 def _forms(profile: DeviceProfile, shape: ConvShape, m: int, memo: _Memo) -> dict[str, float]:

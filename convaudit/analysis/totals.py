@@ -36,6 +36,7 @@ def conv_layers(
         if is_conv_call(call):
             grouped[layer_name(call)].append(call)
     layers = []
+    built: dict[tuple, ConvLayer] = {}  # NB: a model repeats its convs' configurations (blocks): each built once
     for name, group in grouped.items():
         spec = conv_spec(group[0])
         shapes = []
@@ -55,8 +56,18 @@ def conv_layers(
         else:
             source = locate(first.owner)
         dtype = first.out.dtype if isinstance(first.out, torch.Tensor) else torch.float32
-        layers.append(build_layer(name, spec, shapes, dtype, source))
+        key = _configuration(spec, shapes, dtype)
+        like = built.get(key)
+        if like is None:
+            layers.append(built.setdefault(key, build_layer(name, spec, shapes, dtype, source)))
+        else:
+            layers.append(like.replaced(name=name, source=source))
     return layers
+
+
+def _configuration(spec: Any, shapes: list[tuple[Any, Any, int]], dtype: torch.dtype) -> Any:
+    """All ``build_layer`` reads of a conv but its name and source: equal for equal layers."""
+    return spec, tuple(shapes), dtype
 
 
 def layer_name(call: Call) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -50,7 +50,6 @@ class ConvSpec:
     custom: bool  #: a subclass with its own forward and no adapter, or a conv-like module of its own kind
     weight_is_parameter: bool = True
     params: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None  #: why its adapter says it is no candidate, whatever its shape
 
 
