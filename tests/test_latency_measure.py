@@ -224,16 +224,20 @@ def test_layers_whose_sweeps_disagree_get_more_while_their_cap_lasts(monkeypatch
 
     monkeypatch.setattr(measure_module, "_time_layer", fake_time)
     steps: list[tuple[int, int]] = []
-    found = measure_layers(
-        layers,
-        sweeps=3,
-        max_sweeps=8,
-        max_seconds_per_layer=1.0,
-        max_seconds=None,
-        clock=TickClock(),
-        load_meter=NoLoad,
-        progress=lambda done, total: steps.append((done, total)),
-    )
+
+    def run(cap: float) -> Any:
+        return measure_layers(
+            layers,
+            sweeps=3,
+            max_sweeps=8,
+            max_seconds_per_layer=cap,
+            max_seconds=None,
+            clock=TickClock(),
+            load_meter=NoLoad,
+            progress=lambda done, total: steps.append((done, total)),
+        )
+
+    found = run(1.0)
     assert timed.count(steady) == 3 and timed.count(drifting) == 8
     assert steps == [(i, 6) for i in range(1, 7)] + [(6 + i, 6 + i) for i in range(1, 6)]  # the bar grows with them
     assert found[steady].reliable and not found[drifting].reliable
@@ -241,15 +245,7 @@ def test_layers_whose_sweeps_disagree_get_more_while_their_cap_lasts(monkeypatch
     lo, hi = found.comparisons[drifting].ci["dw_pw"]
     assert lo < 2.2 and hi > 2.8  # the interval spans the drift
     timed.clear()  # a per-layer cap that three sweeps nearly use up leaves room for few more
-    measure_layers(
-        layers,
-        sweeps=3,
-        max_sweeps=8,
-        max_seconds_per_layer=0.2,
-        max_seconds=None,
-        clock=TickClock(),
-        load_meter=NoLoad,
-    )
+    run(0.2)
     assert timed.count(steady) == 3 and 3 <= timed.count(drifting) < 8
 
 

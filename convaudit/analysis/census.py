@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from convaudit.analysis.adapters import is_conv_module
+from convaudit.analysis.propagation import empty_meta, meta_like
 from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
 
 __all__ = ["conv_census"]
@@ -44,11 +45,10 @@ def conv_census(
     ``named``: ``list(model.named_modules())`` when the caller has it.
     """
     modules = list(model.named_modules()) if named is None else named  # each module once, under its first name
-    kinds: dict[type, bool] = {}  #: is_conv_module by type (it reads the type only), looked up once
-    convs = {id(m): n for n, m in modules if _is_conv(m, kinds)}
+    convs = {id(m): n for n, m in modules if is_conv_module(m)}
     counts: Counter[str] = Counter()
     rules: dict[type, Any] = {}  #: shape rules by module type, looked up once
-    meta_args, meta_kwargs = tree_map(lambda t: _meta_like(t) if isinstance(t, torch.Tensor) else t, (args, kwargs))
+    meta_args, meta_kwargs = tree_map(lambda t: meta_like(t) if isinstance(t, torch.Tensor) else t, (args, kwargs))
     try:
         with (
             torch.no_grad(),
@@ -60,14 +60,6 @@ def conv_census(
     except Exception:  # NB: device-bound or data-dependent code: the fake forward tells instead
         return None
     return counts
-
-
-def _is_conv(module: nn.Module, kinds: dict[type, bool]) -> bool:
-    kind = type(module)
-    known = kinds.get(kind)
-    if known is None:
-        known = kinds[kind] = is_conv_module(module)
-    return known
 
 
 def _rule_of(module: nn.Module, rules: dict[type, Any]) -> Any:
@@ -104,7 +96,7 @@ def _module_shortcuts(
                 with torch._C.DisableTorchFunction():  # the rule reads sizes: no detour through _MetaShortcuts
                     try:
                         if x.is_meta:
-                            return _empty(tuple(rule(module, args, kwargs)), x.dtype)
+                            return empty_meta(tuple(rule(module, args, kwargs)), x.dtype)
                     except (NoRule, ShapeMismatch):
                         pass  # its own forward, on meta tensors, says what is wrong
         return original(*args, **kwargs)
@@ -155,7 +147,7 @@ def _meta_weights(modules: list[nn.Module], rules: dict[type, Any]) -> Iterator[
                         continue
                     copy = copies.get(id(tensor))
                     if copy is None:
-                        meta = _meta_like(tensor)
+                        meta = meta_like(tensor)
                         copy = nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
                         copies[id(tensor)] = copy
                     swapped.append((table, key, tensor))
@@ -164,19 +156,6 @@ def _meta_weights(modules: list[nn.Module], rules: dict[type, Any]) -> Iterator[
     finally:
         for table, key, tensor in reversed(swapped):
             table[key] = tensor
-
-
-_META = torch.device("meta")  # NB: a device object: the string is parsed at every call
-
-
-def _meta_like(t: torch.Tensor) -> torch.Tensor:
-    """A meta tensor of ``t``'s size, strides and dtype (``empty_like`` on meta runs a Python reference)."""
-    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=_META)
-
-
-def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """A contiguous meta tensor."""
-    return torch.empty(shape, dtype=dtype, device=_META)
 
 
 #: Functions whose output has their (meta) input's shape and dtype: norms, activations, dropout.
@@ -248,13 +227,13 @@ class _MetaShortcuts(TorchFunctionMode):
 def _shortcut(func: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor | None:
     """The empty output of a shape-preserving, broadcasting or conv op on meta ``x``; None: run the op."""
     if func in _SAME_SHAPE:
-        return _meta_like(x)
+        return meta_like(x)
     if func in _BROADCAST and len(args) == 2 and not kwargs:
         other = args[1]
         if isinstance(other, torch.Tensor) and other.is_meta:
-            return _empty(_broadcast(tuple(x.shape), tuple(other.shape)), torch.promote_types(x.dtype, other.dtype))
+            return empty_meta(_broadcast(tuple(x.shape), tuple(other.shape)), torch.promote_types(x.dtype, other.dtype))
         if isinstance(other, (int, float)) and not isinstance(other, bool) and x.is_floating_point():
-            return _meta_like(x)
+            return meta_like(x)
         return None
     nd = _CONVS.get(func)
     if nd is None:
@@ -276,7 +255,7 @@ def _shortcut(func: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> torch.Te
     ]
     if min(spatial, default=1) <= 0:
         return None
-    return _empty((x.shape[0], w.shape[0], *spatial), x.dtype)
+    return empty_meta((x.shape[0], w.shape[0], *spatial), x.dtype)
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -301,7 +280,7 @@ def _by_rule(func: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> torch.Ten
     if rule is None or not all(t.is_meta for t in args if isinstance(t, torch.Tensor)):
         return None
     try:
-        return _empty(tuple(rule(func, args, kwargs)), x.dtype)
+        return empty_meta(tuple(rule(func, args, kwargs)), x.dtype)
     except (NoRule, ShapeMismatch):
         return None
 
@@ -319,7 +298,7 @@ def _cat(args: tuple, kwargs: dict) -> torch.Tensor | None:
     shapes = [tuple(t.shape) for t in tensors]
     if len({s[:d] + s[d + 1 :] for s in shapes}) != 1:
         return None
-    return _empty((*shapes[0][:d], sum(s[d] for s in shapes), *shapes[0][d + 1 :]), tensors[0].dtype)
+    return empty_meta((*shapes[0][:d], sum(s[d] for s in shapes), *shapes[0][d + 1 :]), tensors[0].dtype)
 
 
 def _ints(value: Any, nd: int) -> tuple[int, ...] | None:

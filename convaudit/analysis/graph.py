@@ -112,16 +112,12 @@ def _layers(g: nx.DiGraph) -> tuple[list[Any], dict[Any, int]]:
     NB: the sort runs by generations (Kahn's algorithm), and a node's generation is its depth: both in one pass
     over the DiGraph's tables, as the sort itself walks them.
     """
-    if g.is_multigraph():
-        order = list(nx.topological_sort(g))
-        depth: dict[Any, int] = {}
-        for node in order:
-            depth[node] = max((depth[p] + 1 for p in g.predecessors(node)), default=0)
-        return order, depth
     succ, pred = g._succ, g._pred
     waiting = {v: len(pred[v]) for v in succ if pred[v]}
     generation = [v for v in succ if not pred[v]]
-    order, depth, level = [], {}, 0
+    order: list[Any] = []
+    depth: dict[Any, int] = {}
+    level = 0
     while generation:
         order += generation
         depth.update(dict.fromkeys(generation, level))

@@ -42,7 +42,9 @@ __all__ = [
     "FakeContext",
     "ShapeMismatch",
     "aten_op",
+    "empty_meta",
     "map_tensors",
+    "meta_like",
     "propagate_fx",
 ]
 
@@ -114,7 +116,7 @@ class FakeContext:
             return self.to_fake(value)
         hit = self._stand_ins.get(id(value))
         if hit is None or hit[0] is not value:
-            meta = torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device=_META)
+            meta = meta_like(value)
             hit = (value, meta)
             self._stand_ins[id(value)] = hit
             self._sources[id(meta)] = (meta, value)
@@ -122,7 +124,7 @@ class FakeContext:
 
     def meta(self, shape: Shape, dtype: torch.dtype) -> torch.Tensor:
         """A (contiguous) meta tensor of the given shape: a cheap rule's output."""
-        return torch.empty(shape, dtype=dtype, device=_META)
+        return empty_meta(shape, dtype)
 
     def realize(self, value: Any) -> Any:
         """Meta tensors (nested) to fake tensors on the model's device, each once."""
@@ -150,6 +152,16 @@ class FakeContext:
 
 
 _META = torch.device("meta")  # NB: a device object: a string is parsed at every call
+
+
+def meta_like(t: torch.Tensor) -> torch.Tensor:
+    """A meta tensor of ``t``'s size, strides and dtype (``empty_like`` on meta runs a Python reference)."""
+    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=_META)
+
+
+def empty_meta(shape: Shape, dtype: torch.dtype) -> torch.Tensor:
+    """A contiguous meta tensor of ``shape``."""
+    return torch.empty(shape, dtype=dtype, device=_META)
 
 
 def map_tensors(fn: Any, value: Any) -> Any:
