@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from convaudit.analysis.adapters import is_conv_module
-from convaudit.analysis.propagation import empty_meta, meta_like
+from convaudit.analysis.meta import empty_meta, meta_like
 from convaudit.analysis.rules.shapes import SHAPE_RULES, NoRule, ShapeMismatch
 
 __all__ = ["conv_census"]

@@ -24,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from convaudit.analysis.adapters import conv_adapter
+from convaudit.analysis.meta import empty_meta, meta_like
 from convaudit.analysis.rules.aten import aten_is_zero_mac
 from convaudit.analysis.rules.costs import MAC_RULES, OpCall
 from convaudit.analysis.rules.direct import runs_directly
@@ -42,9 +43,7 @@ __all__ = [
     "FakeContext",
     "ShapeMismatch",
     "aten_op",
-    "empty_meta",
     "map_tensors",
-    "meta_like",
     "propagate_fx",
 ]
 
@@ -149,19 +148,6 @@ class FakeContext:
         """A fake tensor of the given shape on the model's device (no storage)."""
         with self.mode:
             return torch.empty(shape, dtype=dtype, device=self.device)
-
-
-_META = torch.device("meta")  # NB: a device object: a string is parsed at every call
-
-
-def meta_like(t: torch.Tensor) -> torch.Tensor:
-    """A meta tensor of ``t``'s size, strides and dtype (``empty_like`` on meta runs a Python reference)."""
-    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=_META)
-
-
-def empty_meta(shape: Shape, dtype: torch.dtype) -> torch.Tensor:
-    """A contiguous meta tensor of ``shape``."""
-    return torch.empty(shape, dtype=dtype, device=_META)
 
 
 def map_tensors(fn: Any, value: Any) -> Any:
